@@ -1,0 +1,245 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from linli import __version__
+from linli.core import i18n
+from linli.core.config import Settings, get_settings
+from linli.core.db import Database
+from linli.core.errors import AppError, problem, pydantic_message
+from linli.core.events import Dispatcher, InProcessBus
+from linli.core.files import FileStore
+from linli.core.web import make_templates, render
+
+log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+_STATUS_TITLES = {
+    400: "Bad request",
+    401: "Login required",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Too large",
+    415: "Unsupported media type",
+    422: "Invalid input",
+    429: "Too many requests",
+}
+
+
+class BodyLimit:
+    """Refuse request bodies over the configured size with 413 before reading them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await _too_large(scope, send, self.max_bytes)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _BodyTooLarge
+            return msg
+
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLarge:
+            await _too_large(scope, send, self.max_bytes)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(scope: Scope, send: Send, limit: int) -> None:
+    lang = i18n.pick_language(None, _header(scope, b"accept-language"), "en")
+    body = problem(
+        413,
+        "too_large",
+        i18n.translate_in(lang, "Too large"),
+        i18n.translate_in(
+            lang, "The upload is larger than the limit of %(mb)s MB.", mb=limit // (1024 * 1024)
+        ),
+    )
+    resp = JSONResponse(body, status_code=413, media_type="application/problem+json")
+    await resp(scope, _noop_receive, send)
+
+
+async def _noop_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers") or []:
+        if k == name:
+            return str(v.decode("latin-1"))
+    return None
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or (
+        "application/json" in request.headers.get("accept", "")
+        and "text/html" not in request.headers.get("accept", "")
+    )
+
+
+def _error_response(
+    request: Request,
+    status: int,
+    code: str,
+    detail: str,
+    errors: list[dict[str, Any]] | None = None,
+) -> Response:
+    title = i18n.gettext(_STATUS_TITLES.get(status, "Error"))
+    if _wants_json(request):
+        return JSONResponse(
+            problem(status, code, title, detail, errors),
+            status_code=status,
+            media_type="application/problem+json",
+        )
+    if status == 401:
+        nxt = quote(str(request.url.path))
+        return RedirectResponse(f"/login?next={nxt}", status_code=303)
+    return render(
+        request,
+        "error.html",
+        {"status": status, "title": title, "detail": detail, "errors": errors or []},
+        status=status,
+    )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def app_error(request: Request, exc: AppError) -> Response:
+        detail = (
+            i18n.gettext(exc.message, **exc.params) if exc.params else i18n.gettext(exc.message)
+        )
+        errors = list(exc.errors)
+        if exc.field and not errors:
+            errors = [{"field": exc.field, "message": detail}]
+        return _error_response(request, exc.status, exc.code, detail, errors)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = []
+        for e in exc.errors():
+            loc = [str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path", "form")]
+            message = pydantic_message(dict(e), i18n.gettext)
+            errors.append({"field": ".".join(loc) or None, "message": message})
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            detail = i18n.gettext("The request body is not valid JSON.")
+            return _error_response(request, 400, "malformed_json", detail, errors)
+        detail = i18n.gettext("Some fields are missing or invalid.")
+        return _error_response(request, 422, "validation_failed", detail, errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        title = _STATUS_TITLES.get(exc.status_code, "Error")
+        detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else title
+        return _error_response(
+            request, exc.status_code, f"http_{exc.status_code}", i18n.gettext(detail)
+        )
+
+
+def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+    settings.prepare()
+    db = Database(settings.resolved_database_url)
+    bus = InProcessBus()
+    dispatcher = Dispatcher(db, bus)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(dispatcher.run_forever()) if run_dispatcher else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            db.dispose()
+
+    app = FastAPI(
+        title="Linli API",
+        version=__version__,
+        description="Linli (邻里) — community governance platform. JSON API.",
+        lifespan=lifespan,
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/v1/openapi.json",
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.bus = bus
+    app.state.dispatcher = dispatcher
+    app.state.files = FileStore(settings.files_dir)
+    app.state.templates = make_templates()
+
+    @app.middleware("http")
+    async def language_and_headers(request: Request, call_next: Any) -> Response:
+        lang = i18n.pick_language(
+            request.cookies.get("lang"),
+            request.headers.get("accept-language"),
+            settings.default_language,
+        )
+        i18n.set_language(lang)
+        response: Response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if not request.url.path.startswith("/api/docs"):
+            response.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+                "script-src 'self'; media-src 'self' blob:; frame-ancestors 'none'",
+            )
+        return response
+
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key or "",
+        session_cookie="linli_session",
+        max_age=settings.session_max_age,
+        same_site="lax",
+        https_only=settings.cookie_secure,
+    )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+    _install_error_handlers(app)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    from linli.routes import include_all
+
+    include_all(app)
+    return app

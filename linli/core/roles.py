@@ -1,0 +1,74 @@
+"""Roles and the permissions they carry. Grants are per community (see RoleGrant)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    PLATFORM_ADMIN = "platform_admin"
+    STAFF = "staff"
+    GRID_WORKER = "grid_worker"
+    PROPERTY_MANAGER = "property_manager"
+    SECURITY_GUARD = "security_guard"
+    PROFESSIONAL = "professional"
+    RESIDENT = "resident"
+
+
+class Perm(StrEnum):
+    COMMUNITY_READ = "community.read"
+    COMMUNITY_MANAGE = "community.manage"
+    PEOPLE_READ = "people.read"
+    PEOPLE_WRITE = "people.write"
+    PEOPLE_IMPORT = "people.import"
+    PEOPLE_SENSITIVE = "people.sensitive"  # full phone numbers, emergency contacts
+    GRIDS_MANAGE = "grids.manage"
+    USERS_MANAGE = "users.manage"
+    TOKENS_MANAGE = "tokens.manage"
+    AUDIT_READ = "audit.read"
+    EVENTS_READ = "events.read"
+    SELF = "self"  # a resident's own records
+
+
+_ALL = frozenset(Perm)
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
+    Role.PLATFORM_ADMIN: _ALL,
+    Role.STAFF: frozenset(
+        {
+            Perm.COMMUNITY_READ,
+            Perm.PEOPLE_READ,
+            Perm.PEOPLE_WRITE,
+            Perm.PEOPLE_IMPORT,
+            Perm.PEOPLE_SENSITIVE,
+            Perm.GRIDS_MANAGE,
+            Perm.USERS_MANAGE,
+            Perm.TOKENS_MANAGE,
+            Perm.AUDIT_READ,
+            Perm.EVENTS_READ,
+            Perm.SELF,
+        }
+    ),
+    # grid workers see residents of the buildings in their own grids only
+    Role.GRID_WORKER: frozenset(
+        {Perm.COMMUNITY_READ, Perm.PEOPLE_READ, Perm.PEOPLE_SENSITIVE, Perm.EVENTS_READ, Perm.SELF}
+    ),
+    Role.PROPERTY_MANAGER: frozenset(
+        {Perm.COMMUNITY_READ, Perm.PEOPLE_READ, Perm.EVENTS_READ, Perm.TOKENS_MANAGE, Perm.SELF}
+    ),
+    Role.SECURITY_GUARD: frozenset(
+        {Perm.COMMUNITY_READ, Perm.PEOPLE_READ, Perm.EVENTS_READ, Perm.SELF}
+    ),
+    Role.PROFESSIONAL: frozenset({Perm.COMMUNITY_READ, Perm.SELF}),
+    Role.RESIDENT: frozenset({Perm.COMMUNITY_READ, Perm.SELF}),
+}
+
+#: roles whose view of residents is limited to their own grids
+GRID_SCOPED_ROLES = frozenset({Role.GRID_WORKER})
+
+
+def permissions_for(roles: set[Role]) -> frozenset[Perm]:
+    perms: set[Perm] = set()
+    for r in roles:
+        perms |= ROLE_PERMISSIONS[r]
+    return frozenset(perms)

@@ -1,0 +1,10 @@
+"""Imports every domain's models so that Alembic and tests see the whole schema."""
+
+from __future__ import annotations
+
+from linli.core import audit as _audit  # noqa: F401  (AuditHead)
+from linli.core import models as _core  # noqa: F401
+from linli.core.db import Base
+from linli.people import models as _people  # noqa: F401
+
+metadata = Base.metadata
