@@ -5,8 +5,8 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -35,7 +35,7 @@ def _settings(data_dir: Path | None) -> Settings:
     return make_settings()
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     typer.secho(message, fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
@@ -230,4 +230,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -373,9 +373,9 @@ def form_errors(exc: Exception) -> dict[str, str]:
     if isinstance(exc, ValidationError):
         from linli.core.errors import pydantic_message
 
-        for e in exc.errors():
-            field = str(e["loc"][0]) if e["loc"] else "_"
-            out.setdefault(field, pydantic_message(dict(e), i18n.gettext))
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "_"
+            out.setdefault(field, pydantic_message(dict(err), i18n.gettext))
     elif isinstance(exc, AppError):
         msg = i18n.gettext(exc.message, **exc.params) if exc.params else i18n.gettext(exc.message)
         out[exc.field or "_"] = msg

@@ -155,7 +155,7 @@ def seed_community(
                 tags.append("disabled")
             if rng.random() < 0.06 and by < 2000:
                 tags.append("volunteer")
-            r = Resident(
+            person = Resident(
                 community_id=c.id,
                 household_id=h.id,
                 name=_name(rng, gender, sn),
@@ -166,13 +166,13 @@ def seed_community(
                 tags=sorted(tags),
             )
             if "elderly" in tags:
-                r.emergency_contact_name = _name(rng, rng.choice(["male", "female"]), surname)
-                r.emergency_contact_phone = _phone(rng, used)
-                r.emergency_contact_relation = rng.choice(RELATIONS)
-            s.add(r)
+                person.emergency_contact_name = _name(rng, rng.choice(["male", "female"]), surname)
+                person.emergency_contact_phone = _phone(rng, used)
+                person.emergency_contact_relation = rng.choice(RELATIONS)
+            s.add(person)
             s.flush()
             if role == "owner":
-                s.add(Ownership(community_id=c.id, resident_id=r.id, unit_id=u.id))
+                s.add(Ownership(community_id=c.id, resident_id=person.id, unit_id=u.id))
             count += 1
     s.flush()
     audit.record(

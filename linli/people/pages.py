@@ -499,7 +499,7 @@ async def grids_save(
 ) -> Response:
     raw = await request.form()
     form = {k: str(raw.get(k) or "").strip() for k in ("grid_id", "name", "worker_user_id")}
-    chosen = {int(v) for v in raw.getlist("buildings") if str(v).isdigit()}
+    chosen = {int(str(v)) for v in raw.getlist("buildings") if str(v).isdigit()}
     try:
         data = GridIn.model_validate(
             {"name": form["name"], "worker_user_id": form["worker_user_id"] or None}

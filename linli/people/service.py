@@ -686,21 +686,21 @@ def import_residents(s: Session, ctx: Ctx, data: bytes, *, strict: bool = False)
             with s.begin_nested():  # a row that fails in the database is undone alone
                 unit: Unit | None = None
                 if bname and ulabel:
-                    b = buildings.get(bname)
-                    if b is None:
-                        b = Building(community_id=ctx.community_id, name=bname)
-                        s.add(b)
+                    bld = buildings.get(bname)
+                    if bld is None:
+                        bld = Building(community_id=ctx.community_id, name=bname)
+                        s.add(bld)
                         s.flush()
-                        buildings[bname] = b
+                        buildings[bname] = bld
                         new_building = bname
                         counts["buildings"] += 1
                     unit = s.scalar(
-                        select(Unit).where(Unit.building_id == b.id, Unit.label == ulabel)
+                        select(Unit).where(Unit.building_id == bld.id, Unit.label == ulabel)
                     )
                     if unit is None:
                         unit = Unit(
                             community_id=ctx.community_id,
-                            building_id=b.id,
+                            building_id=bld.id,
                             label=ulabel,
                             area_m2=area,
                         )
