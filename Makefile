@@ -46,3 +46,6 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+i18n-check: install
+	$(BIN)/python scripts/i18n.py check

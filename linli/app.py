@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -106,6 +107,13 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _reason_phrase(status: int) -> str | None:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return None
+
+
 def _wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/") or (
         "application/json" in request.headers.get("accept", "")
@@ -120,7 +128,7 @@ def _error_response(
     detail: str,
     errors: list[dict[str, Any]] | None = None,
 ) -> Response:
-    title = i18n.gettext(_STATUS_TITLES.get(status, "Error"))
+    title = i18n.gettext(_STATUS_TITLES.get(status, i18n.N_("Error")))
     if _wants_json(request):
         return JSONResponse(
             problem(status, code, title, detail, errors),
@@ -164,8 +172,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        title = _STATUS_TITLES.get(exc.status_code, "Error")
-        detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else title
+        title = _STATUS_TITLES.get(exc.status_code, i18n.N_("Error"))
+        # Starlette's default detail is the English reason phrase ("Not Found"): use our title
+        default = _reason_phrase(exc.status_code)
+        detail = (
+            exc.detail
+            if isinstance(exc.detail, str) and exc.detail not in (title, default)
+            else title
+        )
         return _error_response(
             request, exc.status_code, f"http_{exc.status_code}", i18n.gettext(detail)
         )

@@ -50,6 +50,30 @@ ROLE_LABELS: dict[str, str] = {
     Role.RESIDENT: N_("Resident"),
 }
 
+#: what a permission allows, for the tokens page (a code missing here is shown as it is)
+PERM_LABELS: dict[str, str] = {
+    "community.read": N_("See the community"),
+    "community.manage": N_("Manage the community"),
+    "people.read": N_("See residents"),
+    "people.write": N_("Edit residents"),
+    "people.import": N_("Import residents"),
+    "people.sensitive": N_("See sensitive personal data"),
+    "grids.manage": N_("Manage grids"),
+    "users.manage": N_("Manage users and roles"),
+    "tokens.manage": N_("Manage API tokens"),
+    "audit.read": N_("Read the audit log"),
+    "events.read": N_("Follow the event stream"),
+    "self": N_("Own records"),
+    "workorders.read": N_("See work orders"),
+    "workorders.handle": N_("Handle work orders"),
+    "workorders.manage": N_("Manage work orders"),
+    "iot.read": N_("See facilities and sensors"),
+    "iot.manage": N_("Manage devices and rules"),
+    "alarms.handle": N_("Handle alarms"),
+    "devices.ingest": N_("Send device data"),
+    "devices.command": N_("Send commands to devices"),
+}
+
 
 def _safe_next(value: str | None) -> str:
     if value and value.startswith("/") and not value.startswith("//"):
@@ -276,6 +300,7 @@ def _tokens_page(request: Request, s: Session, ctx: Ctx, **extra: Any) -> Respon
         "tokens.html",
         tokens=service.list_tokens(s, ctx),
         perms=sorted(p.value for p in ctx.permissions),
+        perm_labels=PERM_LABELS,
         **extra,
     )
 

@@ -68,6 +68,19 @@ class TooManyRequests(AppError):
     code = "too_many_requests"
 
 
+class InvalidValue(ValueError):
+    """A validator's refusal: raise it in pydantic validators instead of a bare ValueError.
+
+    ``message`` is an English gettext msgid with ``%(name)s`` placeholders filled from ``params``;
+    :func:`pydantic_message` translates it into the caller's language.
+    """
+
+    def __init__(self, message: str, **params: Any) -> None:
+        self.message = message
+        self.params = params
+        super().__init__(message % params if params else message)
+
+
 def problem(
     status: int, code: str, title: str, detail: str, errors: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
@@ -119,6 +132,10 @@ def pydantic_message(err: dict[str, Any], gettext: Any) -> str:
     kind = str(err.get("type", ""))
     ctx = {k: v for k, v in (err.get("ctx") or {}).items() if isinstance(v, str | int | float)}
     if kind == "value_error":
+        error = (err.get("ctx") or {}).get("error")
+        if isinstance(error, InvalidValue):
+            text = str(gettext(error.message))
+            return text % error.params if error.params else text
         msg = str(err.get("msg", "")).removeprefix("Value error, ")
         return str(gettext(msg))
     template = PYDANTIC_MESSAGES.get(kind)

@@ -73,6 +73,12 @@ def gettext(message: str, **params: Any) -> str:
     return text % params if params else text
 
 
+def pgettext(context: str, message: str, **params: Any) -> str:
+    """``gettext`` for a word whose translation depends on what it names ("Name" of a person)."""
+    text = translations(_current.get()).pgettext(context, message)
+    return text % params if params else text
+
+
 def ngettext(singular: str, plural: str, n: int, **params: Any) -> str:
     text = translations(_current.get()).ngettext(singular, plural, n)
     params.setdefault("num", n)

@@ -20,13 +20,14 @@ from fastapi.responses import HTMLResponse
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from sqlalchemy import select
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from linli.core import i18n
 from linli.core.audit import Actor
 from linli.core.config import Settings
 from linli.core.db import Database, utcnow
-from linli.core.errors import Forbidden, NotFound, Unauthorized
+from linli.core.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from linli.core.models import ApiToken, RoleGrant, User
 from linli.core.roles import GRID_SCOPED_ROLES, Perm, Role, permissions_for
 from linli.core.security import parse_token_prefix, token_matches
@@ -49,6 +50,12 @@ def get_session(request: Request) -> Iterator[Session]:
     s = get_db(request).sessionmaker()
     try:
         yield s
+    except (OverflowError, DataError) as exc:
+        # A value the database cannot hold (an id typed or guessed far out of range, a NUL
+        # character in text on PostgreSQL): the caller's mistake, not a server error.
+        raise ValidationFailed(
+            "A value in the request is out of range or not allowed.", code="invalid_value"
+        ) from exc
     finally:
         s.rollback()
         s.close()
@@ -331,8 +338,10 @@ def make_templates() -> Environment:
     )
     env.install_gettext_callables(  # type: ignore[attr-defined]
         lambda m: i18n.gettext(m),
-        lambda s, p, n: i18n.ngettext(s, p, n),
+        # unformatted: Jinja's newstyle gettext fills %(num)s and the other variables itself
+        lambda s, p, n: i18n.translations(i18n.get_language()).ngettext(s, p, n),
         newstyle=True,
+        pgettext=lambda c, m: i18n.pgettext(c, m),
     )
     env.filters["localtime"] = _localtime
     env.filters["mask_phone"] = _mask_phone

@@ -56,6 +56,15 @@ LABELS: dict[str, str] = {
 }
 
 
+def _import_columns() -> list[tuple[str, str]]:
+    """CSV columns with their first Chinese header spelling."""
+    out = []
+    for col in service.EXPORT_COLUMNS:
+        alias = next((n for n in service.COLUMNS[col] if not n.isascii()), "")
+        out.append((col, alias))
+    return out
+
+
 def _page(request: Request, s: Session, ctx: Ctx, template: str, **extra: Any) -> Response:
     request.state.principal = ctx.principal
     status = extra.pop("status", 200)
@@ -191,7 +200,7 @@ def residents_import_form(
         "residents_import.html",
         report=None,
         errors={},
-        columns=service.EXPORT_COLUMNS,
+        columns=_import_columns(),
     )
 
 
@@ -229,7 +238,7 @@ async def residents_import(
         "residents_import.html",
         report=report,
         errors=errors,
-        columns=service.EXPORT_COLUMNS,
+        columns=_import_columns(),
         status=422 if errors else 200,
     )
 

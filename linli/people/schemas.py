@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from linli.core.errors import InvalidValue
 from linli.people.models import GENDERS, HOUSEHOLD_ROLES, PROFESSIONS, RESIDENT_TAGS
 
 PHONE_RE = re.compile(r"^\+?[0-9][0-9\- ]{4,19}$")
@@ -20,7 +21,7 @@ def clean_phone(value: str | None) -> str | None:
     if not v:
         return None
     if not PHONE_RE.match(v):
-        raise ValueError("not a valid phone number")
+        raise InvalidValue("Not a valid phone number.")
     v = v.replace(" ", "").replace("-", "")
     if v.startswith("+86"):
         v = v[3:]
@@ -112,7 +113,7 @@ class ResidentIn(BaseModel):
     def _name(cls, v: str) -> str:
         v = v.strip()
         if not v:
-            raise ValueError("name is empty")
+            raise InvalidValue("This field is required.")
         return v
 
     @field_validator("phone", "emergency_contact_phone")
@@ -126,7 +127,7 @@ class ResidentIn(BaseModel):
         if v in (None, ""):
             return None
         if v not in GENDERS:
-            raise ValueError(f"gender must be one of {', '.join(GENDERS)}")
+            raise InvalidValue("Must be one of: %(expected)s.", expected=", ".join(GENDERS))
         return v
 
     @field_validator("household_role")
@@ -135,7 +136,7 @@ class ResidentIn(BaseModel):
         if v in (None, ""):
             return None
         if v not in HOUSEHOLD_ROLES:
-            raise ValueError(f"household role must be one of {', '.join(HOUSEHOLD_ROLES)}")
+            raise InvalidValue("Must be one of: %(expected)s.", expected=", ".join(HOUSEHOLD_ROLES))
         return v
 
     @field_validator("tags")
@@ -143,7 +144,11 @@ class ResidentIn(BaseModel):
     def _tags(cls, v: list[str]) -> list[str]:
         bad = [t for t in v if t not in RESIDENT_TAGS]
         if bad:
-            raise ValueError(f"unknown tags: {', '.join(bad)}; allowed: {', '.join(RESIDENT_TAGS)}")
+            raise InvalidValue(
+                "Unknown tags: %(tags)s. Allowed: %(allowed)s.",
+                tags=", ".join(bad),
+                allowed=", ".join(RESIDENT_TAGS),
+            )
         return sorted(set(v))
 
 
@@ -183,7 +188,7 @@ class ProfessionalIn(BaseModel):
     @classmethod
     def _prof(cls, v: str) -> str:
         if v not in PROFESSIONS:
-            raise ValueError(f"profession must be one of {', '.join(PROFESSIONS)}")
+            raise InvalidValue("Must be one of: %(expected)s.", expected=", ".join(PROFESSIONS))
         return v
 
     @field_validator("phone")

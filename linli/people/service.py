@@ -17,7 +17,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from linli.core import audit, events
-from linli.core.errors import Conflict, NotFound, ValidationFailed
+from linli.core.errors import (
+    AppError,
+    Conflict,
+    InvalidValue,
+    NotFound,
+    ValidationFailed,
+    pydantic_message,
+)
+from linli.core.i18n import gettext
 from linli.core.roles import Perm
 from linli.core.web import Ctx, Principal
 from linli.people.models import (
@@ -344,12 +352,17 @@ def own_resident(s: Session, ctx: Ctx) -> Resident | None:
 
 
 def view_resident(s: Session, ctx: Ctx, resident_id: int) -> Resident:
-    """A detail view including sensitive fields: audited."""
+    """A detail view of a person's record: audited, whether or not it shows sensitive fields."""
     r = get_resident(s, ctx, resident_id)
-    if ctx.can(Perm.PEOPLE_SENSITIVE):
-        audit.record(
-            s, ctx.actor, "resident.viewed", "resident", r.id, community_id=ctx.community_id
-        )
+    audit.record(
+        s,
+        ctx.actor,
+        "resident.viewed",
+        "resident",
+        r.id,
+        community_id=ctx.community_id,
+        details={"sensitive": ctx.can(Perm.PEOPLE_SENSITIVE)},
+    )
     return r
 
 
@@ -569,58 +582,94 @@ def _decode(data: bytes) -> str:
 
 
 def _parse_row(
-    raw: dict[str, str], line: int
+    raw: dict[str, str], line: int, headers: dict[str, str] | None = None
 ) -> tuple[str | None, str | None, float | None, ResidentIn]:
+    """One CSV row. Raises :class:`InvalidValue` or pydantic's ``ValidationError`` (both are
+    ValueErrors; :func:`_row_reason` words them). ``headers`` maps a canonical column to the
+    header the file used, so reasons name the column as the user wrote it."""
+    names = headers or {}
+
     def get(col: str) -> str:
         return (raw.get(col) or "").strip()
 
+    def column(col: str) -> str:
+        return names.get(col, col)
+
     building, unit = get("building") or None, get("unit") or None
     if bool(building) != bool(unit):
-        raise ValueError("building and unit must be given together")
+        raise InvalidValue(
+            "%(building)s and %(unit)s must be given together.",
+            building=column("building"),
+            unit=column("unit"),
+        )
     area: float | None = None
     if get("area_m2"):
         try:
             area = float(get("area_m2"))
         except ValueError:
-            raise ValueError(f"area_m2 is not a number: {get('area_m2')!r}") from None
+            raise InvalidValue(
+                '%(column)s is not a number: "%(value)s".',
+                column=column("area_m2"),
+                value=get("area_m2"),
+            ) from None
         if not 0 < area <= 10000:
-            raise ValueError("area_m2 must be between 0 and 10000")
+            raise InvalidValue(
+                "%(column)s must be more than 0 and at most 10000.", column=column("area_m2")
+            )
     owner_word = get("owner").lower()
     if owner_word not in _YES | _NO:
-        raise ValueError(f"owner must be yes or no, got {get('owner')!r}")
+        raise InvalidValue(
+            '%(column)s must be yes or no, not "%(value)s".',
+            column=column("owner"),
+            value=get("owner"),
+        )
     by = get("birth_year")
     if by and not by.isdigit():
-        raise ValueError(f"birth_year is not a year: {by!r}")
+        raise InvalidValue(
+            '%(column)s is not a year: "%(value)s".', column=column("birth_year"), value=by
+        )
     gender = get("gender")
     role = get("household_role")
-    try:
-        data = ResidentIn(
-            name=get("name"),
-            phone=get("phone") or None,
-            birth_year=int(by) if by else None,
-            gender=_GENDER_WORDS.get(gender.lower(), gender) or None,
-            household_role=_ROLE_WORDS.get(role, role) or None,
-            tags=_split_tags(get("tags")),
-            owner=owner_word in _YES,
-            emergency_contact_name=get("emergency_contact_name") or None,
-            emergency_contact_phone=get("emergency_contact_phone") or None,
-            emergency_contact_relation=get("emergency_contact_relation") or None,
-        )
-    except ValidationError as exc:
+    data = ResidentIn(
+        name=get("name"),
+        phone=get("phone") or None,
+        birth_year=int(by) if by else None,
+        gender=_GENDER_WORDS.get(gender.lower(), gender) or None,
+        household_role=_ROLE_WORDS.get(role, role) or None,
+        tags=_split_tags(get("tags")),
+        owner=owner_word in _YES,
+        emergency_contact_name=get("emergency_contact_name") or None,
+        emergency_contact_phone=get("emergency_contact_phone") or None,
+        emergency_contact_relation=get("emergency_contact_relation") or None,
+    )
+    return building, unit, area, data
+
+
+def _row_reason(exc: Exception, headers: dict[str, str]) -> str:
+    """Why a row was rejected, in the caller's language."""
+    if isinstance(exc, ValidationError):
         reasons = []
         for e in exc.errors():
-            loc = ".".join(str(x) for x in e["loc"])
-            msg = str(e["msg"]).removeprefix("Value error, ")
-            reasons.append(f"{loc}: {msg}")
-        raise ValueError("; ".join(reasons)) from None
-    return building, unit, area, data
+            col = ".".join(str(x) for x in e["loc"])
+            reasons.append(
+                gettext(
+                    "%(column)s: %(problem)s",
+                    column=headers.get(col, col),
+                    problem=pydantic_message(dict(e), gettext),
+                )
+            )
+        return "; ".join(reasons)
+    if isinstance(exc, InvalidValue | AppError):
+        return gettext(exc.message, **exc.params)
+    return str(exc)
 
 
 def import_residents(s: Session, ctx: Ctx, data: bytes, *, strict: bool = False) -> ImportReport:
     """Import a residents CSV. Bad rows are reported with their line and reason; good rows are
     written in the caller's transaction, so an error half-way writes nothing. With ``strict``
     any bad row rejects the whole file. Re-importing the same file creates no duplicates:
-    a row matches an existing resident by phone, or else by name within the same unit."""
+    a row matches an existing resident by phone, or else by name within the same unit, or
+    (a row with neither phone nor unit) by name among residents without either."""
     ctx.require(Perm.PEOPLE_IMPORT)
     text = _decode(data)
     reader = csv.DictReader(io.StringIO(text, newline=""))
@@ -630,6 +679,7 @@ def import_residents(s: Session, ctx: Ctx, data: bytes, *, strict: bool = False)
         for col, names in COLUMNS.items():
             if h.lower() in names:
                 mapping[h] = col
+    headers = {col: h for h, col in reversed(mapping.items())}
     if "name" not in mapping.values():
         raise ValidationFailed(
             "The file has no 'name' (姓名) column. Expected columns: %(cols)s",
@@ -641,7 +691,9 @@ def import_residents(s: Session, ctx: Ctx, data: bytes, *, strict: bool = False)
     parsed: list[tuple[int, str | None, str | None, float | None, ResidentIn]] = []
     seen_phones: dict[str, int] = {}
     for i, row in enumerate(reader):
-        line = i + 2  # header is line 1
+        # the physical line where the row starts: blank lines and line breaks inside quoted
+        # fields count, as in the user's editor (the header is line 1)
+        line = reader.line_num - sum(v.count("\n") for v in row.values() if isinstance(v, str))
         if i >= MAX_IMPORT_ROWS:
             raise ValidationFailed(
                 "The file has more than %(n)s rows.",
@@ -650,22 +702,28 @@ def import_residents(s: Session, ctx: Ctx, data: bytes, *, strict: bool = False)
                 field="file",
             )
         if None in row:
-            report.rejected.append(ImportRowError(line=line, reason="too many fields in this row"))
+            report.rejected.append(
+                ImportRowError(line=line, reason=gettext("This row has too many fields."))
+            )
             continue
         canon = {mapping[k.strip()]: v for k, v in row.items() if k and k.strip() in mapping}
         if not any((v or "").strip() for v in canon.values()):
             continue  # blank line
         try:
-            b, u, area, rin = _parse_row(canon, line)
+            b, u, area, rin = _parse_row(canon, line, headers)
         except ValueError as exc:
-            report.rejected.append(ImportRowError(line=line, reason=str(exc)))
+            report.rejected.append(ImportRowError(line=line, reason=_row_reason(exc, headers)))
             continue
         if rin.phone:
             if rin.phone in seen_phones:
                 report.rejected.append(
                     ImportRowError(
                         line=line,
-                        reason=f"phone {rin.phone} already used on line {seen_phones[rin.phone]}",
+                        reason=gettext(
+                            "The phone number %(phone)s is already used on line %(line)s.",
+                            phone=rin.phone,
+                            line=seen_phones[rin.phone],
+                        ),
                     )
                 )
                 continue
@@ -721,13 +779,13 @@ def import_residents(s: Session, ctx: Ctx, data: bytes, *, strict: bool = False)
                     outcome = "updated"
                 s.flush()
         except (NotFound, Conflict, ValidationFailed) as exc:
-            report.rejected.append(ImportRowError(line=line, reason=exc.message))
+            report.rejected.append(ImportRowError(line=line, reason=_row_reason(exc, headers)))
             if new_building:
                 buildings.pop(new_building, None)
             continue
-        except IntegrityError as exc:
+        except IntegrityError:
             report.rejected.append(
-                ImportRowError(line=line, reason=f"conflicts with existing data ({exc.orig})")
+                ImportRowError(line=line, reason=gettext("This row conflicts with existing data."))
             )
             if new_building:
                 buildings.pop(new_building, None)
@@ -765,6 +823,11 @@ def _match_existing(s: Session, ctx: Ctx, rin: ResidentIn, unit: Unit | None) ->
             Household.unit_id == unit.id, Resident.name == rin.name
         )
         return s.scalar(q)
+    if not rin.phone:
+        q = base.where(
+            Resident.name == rin.name, Resident.phone.is_(None), Resident.household_id.is_(None)
+        )
+        return s.scalar(q.order_by(Resident.id))
     return None
 
 
