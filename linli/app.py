@@ -185,6 +185,53 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
+async def _start_mqtt(settings: Settings, db: Database) -> tuple[Any, Any]:
+    """The embedded broker (unless an external one is configured) and the ingestion client."""
+    from linli.iot.broker import SERVICE_USER, service_password, start_broker
+    from linli.iot.mqtt import BrokerAddress, MqttIngest
+
+    broker = None
+    if settings.mqtt_url:
+        address = BrokerAddress.parse(settings.mqtt_url)
+    else:
+        host, _, port = settings.mqtt_listen.rpartition(":")
+        try:
+            broker = await start_broker(
+                db, settings.secret_key or "", host or "127.0.0.1", int(port)
+            )
+        except OSError as exc:
+            raise RuntimeError(
+                f"The embedded MQTT broker cannot listen on {settings.mqtt_listen} ({exc}). "
+                "Set LINLI_MQTT_LISTEN to a free host:port, or LINLI_MQTT_URL to use an "
+                "external broker."
+            ) from exc
+        address = BrokerAddress(
+            host or "127.0.0.1",
+            int(port),
+            SERVICE_USER,
+            service_password(settings.secret_key or ""),
+        )
+    ingest = MqttIngest(db, address)
+    ingest.start()
+    return broker, ingest
+
+
+async def _periodic(db: Database, every: float = 60.0) -> None:
+    """Housekeeping that any replica may do: escalate overdue work orders."""
+    from linli.workorders.service import escalate_overdue
+
+    def once() -> None:
+        with db.session() as s:
+            escalate_overdue(s)
+
+    while True:
+        try:
+            await asyncio.to_thread(once)
+        except Exception:
+            log.exception("periodic housekeeping failed")
+        await asyncio.sleep(every)
+
+
 def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True) -> FastAPI:
     settings = settings or get_settings()
     settings.prepare()
@@ -194,14 +241,26 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(dispatcher.run_forever()) if run_dispatcher else None
+        tasks = []
+        broker = None
+        ingest = None
+        if run_dispatcher:
+            tasks.append(asyncio.create_task(dispatcher.run_forever()))
+            tasks.append(asyncio.create_task(_periodic(db)))
+            if settings.mqtt_enabled:
+                broker, ingest = await _start_mqtt(settings, db)
+                app.state.mqtt = ingest
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if ingest is not None:
+                await asyncio.to_thread(ingest.stop)
+            if broker is not None:
+                await broker.shutdown()
             db.dispose()
 
     app = FastAPI(

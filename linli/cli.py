@@ -85,20 +85,25 @@ def demo(
     """Create a demo community (first run) and start the server with it."""
     from linli.core.db import Database
     from linli.core.migrate import upgrade
+    from linli.core.web import system_ctx
+    from linli.iot.simulator import seed_demo_devices
     from linli.people.demo import seed_demo
 
     settings = _settings(data_dir or Path(os.environ.get("LINLI_DATA_DIR", "./var/demo")))
+    if not settings.mqtt_url and "LINLI_MQTT_LISTEN" not in os.environ:
+        settings.mqtt_listen = f"127.0.0.1:{_free_port(1883, 11883)}"
     url = settings.resolved_database_url
     upgrade(url)
     logins_file = settings.data_dir / "demo-logins.json"
+    devices_file = settings.data_dir / "demo-devices.json"
     db = Database(url)
     try:
         if not logins_file.exists():
             with db.session() as s:
-                _, logins = seed_demo(s)
-            fd = os.open(logins_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump([vars(x) for x in logins], fh, ensure_ascii=False, indent=1)
+                community, logins = seed_demo(s)
+                fleet = seed_demo_devices(s, system_ctx(community.id, "demo"))
+            _write_private(logins_file, [vars(x) for x in logins])
+            _write_private(devices_file, [vars(d) for d in fleet])
     finally:
         db.dispose()
     typer.echo("\nLinli demo — log in with / 演示账号:")
@@ -106,9 +111,46 @@ def demo(
         typer.echo(
             f"  {row['username']:<14} {row['password']:<16} {row['role']:<18} {row['display_name']}"
         )
-    typer.echo(f"\n  http://{host}:{port}/   (data in {settings.data_dir})\n")
-    if not no_serve:
-        _run_server(settings, host, port)
+    typer.echo(f"\n  http://{host}:{port}/   (data in {settings.data_dir})")
+    if not settings.mqtt_url:
+        typer.echo(f"  MQTT broker: {settings.mqtt_listen}\n")
+    if no_serve:
+        return
+    if devices_file.exists() and settings.mqtt_enabled:
+        from linli.iot.simulator import SimDevice, Simulator
+
+        fleet = [SimDevice(**d) for d in json.loads(devices_file.read_text())]
+        if settings.mqtt_url:
+            from linli.iot.mqtt import BrokerAddress
+
+            addr = BrokerAddress.parse(settings.mqtt_url)
+            mhost, mport = addr.host, addr.port
+        else:
+            mhost, _, p = settings.mqtt_listen.rpartition(":")
+            mport = int(p)
+        Simulator(fleet, mhost, mport).start()
+    _run_server(settings, host, port)
+
+
+def _free_port(*candidates: int) -> int:
+    import socket
+
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _write_private(path: Path, data: object) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, ensure_ascii=False, indent=1)
 
 
 @user_app.command("create")
@@ -174,9 +216,7 @@ def import_residents(
 
     from linli.core.db import Database
     from linli.core.errors import AppError
-    from linli.core.models import User
-    from linli.core.roles import Perm, Role
-    from linli.core.web import Ctx, Principal
+    from linli.core.web import system_ctx
     from linli.people.models import Community
     from linli.people.service import import_residents as do_import
 
@@ -187,11 +227,7 @@ def import_residents(
             cid = s.scalar(select(Community.id).where(Community.code == community))
             if cid is None:
                 _fail(f"no community with code {community!r}")
-            system = User(id=None, username="cli", display_name="cli", password_hash="")
-            p = Principal(user=system, token=None, grants={cid: {Role.STAFF}})
-            ctx = Ctx(
-                principal=p, community_id=cid, roles={Role.STAFF}, permissions=frozenset(Perm)
-            )
+            ctx = system_ctx(cid, "cli")
             try:
                 report = do_import(s, ctx, file.read_bytes(), strict=strict)
             except AppError as exc:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from linli.core import audit as _audit  # noqa: F401  (AuditHead)
 from linli.core import models as _core  # noqa: F401
 from linli.core.db import Base
+from linli.iot import models as _iot  # noqa: F401
 from linli.people import models as _people  # noqa: F401
+from linli.workorders import models as _workorders  # noqa: F401
 
 metadata = Base.metadata

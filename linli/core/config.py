@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     login_max_failures: int = 5
     login_window_seconds: int = 15 * 60
     mqtt_url: str | None = Field(default=None, description="External MQTT broker; default embedded")
+    mqtt_enabled: bool = Field(default=True, description="Run MQTT ingestion in `linli serve`")
+    mqtt_listen: str = Field(
+        default="127.0.0.1:1883", description="host:port of the embedded broker"
+    )
     event_bus: str = Field(default="inprocess", description="inprocess | nats")
     nats_url: str = "nats://127.0.0.1:4222"
     smtp_host: str | None = None

@@ -28,6 +28,14 @@ class Perm(StrEnum):
     AUDIT_READ = "audit.read"
     EVENTS_READ = "events.read"
     SELF = "self"  # a resident's own records
+    WORKORDERS_READ = "workorders.read"
+    WORKORDERS_HANDLE = "workorders.handle"  # work on orders assigned to oneself or one's role
+    WORKORDERS_MANAGE = "workorders.manage"  # create, assign, close any order, routing and SLA
+    IOT_READ = "iot.read"
+    IOT_MANAGE = "iot.manage"  # devices, profiles, rules
+    ALARMS_HANDLE = "alarms.handle"  # acknowledge and clear alarms
+    DEVICES_INGEST = "devices.ingest"  # HTTP ingestion from gateways (tokens)
+    DEVICES_COMMAND = "devices.command"
 
 
 _ALL = frozenset(Perm)
@@ -47,17 +55,53 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
             Perm.AUDIT_READ,
             Perm.EVENTS_READ,
             Perm.SELF,
+            Perm.WORKORDERS_READ,
+            Perm.WORKORDERS_HANDLE,
+            Perm.WORKORDERS_MANAGE,
+            Perm.IOT_READ,
+            Perm.ALARMS_HANDLE,
         }
     ),
     # grid workers see residents of the buildings in their own grids only
     Role.GRID_WORKER: frozenset(
-        {Perm.COMMUNITY_READ, Perm.PEOPLE_READ, Perm.PEOPLE_SENSITIVE, Perm.EVENTS_READ, Perm.SELF}
+        {
+            Perm.COMMUNITY_READ,
+            Perm.PEOPLE_READ,
+            Perm.PEOPLE_SENSITIVE,
+            Perm.EVENTS_READ,
+            Perm.SELF,
+            Perm.WORKORDERS_READ,
+            Perm.WORKORDERS_HANDLE,
+        }
     ),
     Role.PROPERTY_MANAGER: frozenset(
-        {Perm.COMMUNITY_READ, Perm.PEOPLE_READ, Perm.EVENTS_READ, Perm.TOKENS_MANAGE, Perm.SELF}
+        {
+            Perm.COMMUNITY_READ,
+            Perm.PEOPLE_READ,
+            Perm.EVENTS_READ,
+            Perm.TOKENS_MANAGE,
+            Perm.SELF,
+            Perm.WORKORDERS_READ,
+            Perm.WORKORDERS_HANDLE,
+            Perm.WORKORDERS_MANAGE,
+            Perm.IOT_READ,
+            Perm.IOT_MANAGE,
+            Perm.ALARMS_HANDLE,
+            Perm.DEVICES_INGEST,
+            Perm.DEVICES_COMMAND,
+        }
     ),
     Role.SECURITY_GUARD: frozenset(
-        {Perm.COMMUNITY_READ, Perm.PEOPLE_READ, Perm.EVENTS_READ, Perm.SELF}
+        {
+            Perm.COMMUNITY_READ,
+            Perm.PEOPLE_READ,
+            Perm.EVENTS_READ,
+            Perm.SELF,
+            Perm.WORKORDERS_READ,
+            Perm.WORKORDERS_HANDLE,
+            Perm.IOT_READ,
+            Perm.ALARMS_HANDLE,
+        }
     ),
     Role.PROFESSIONAL: frozenset({Perm.COMMUNITY_READ, Perm.SELF}),
     Role.RESIDENT: frozenset({Perm.COMMUNITY_READ, Perm.SELF}),

@@ -240,6 +240,19 @@ def build_ctx(s: Session, p: Principal, cid: int) -> Ctx:
     )
 
 
+def system_ctx(community_id: int, name: str = "system", timezone: str = "Asia/Shanghai") -> Ctx:
+    """A context with every permission, for the CLI, the demo and background jobs."""
+    user = User(id=None, username=name, display_name=name, password_hash="")
+    p = Principal(user=user, token=None, grants={community_id: {Role.STAFF}})
+    return Ctx(
+        principal=p,
+        community_id=community_id,
+        roles={Role.STAFF},
+        permissions=frozenset(Perm),
+        timezone=timezone,
+    )
+
+
 def require(perm: Perm) -> Callable[..., Ctx]:
     """Dependency: the caller must hold ``perm`` in community ``{cid}`` of the path."""
 
