@@ -1,0 +1,286 @@
+"""Sorting guidance on the real Shanghai item list (../shared/data/waste)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from linli.waste import guidance as g
+from linli.waste.cli import app
+
+
+@pytest.fixture(scope="module")
+def list_path(shared_data: Path) -> Path:
+    path = shared_data / "waste" / "garbage_items.csv"
+    assert path.is_file(), path
+    return path
+
+
+@pytest.fixture(scope="module")
+def items(list_path: Path) -> dict[str, int]:
+    return g.load_item_list(list_path)
+
+
+@pytest.fixture(scope="module")
+def full_guide(items: dict[str, int]) -> g.WasteGuide:
+    """Shipped model + the real list (what `linli waste guide` uses)."""
+    return g.WasteGuide(g.LinearModel.load(), items)
+
+
+# --- codes and the list -------------------------------------------------------------------
+
+
+def test_summed_codes_map_to_one_cautious_answer() -> None:
+    assert g.categories_of_code(2) == ("hazardous",)
+    assert g.categories_of_code(3) == ("hazardous", "recyclable")
+    assert g.categories_of_code(12) == ("residual", "kitchen")
+    assert g.primary_category(5) == "recyclable"
+    assert g.primary_category(16 + 8) == "bulky"
+    for bad in (0, -1, 32, 64):
+        with pytest.raises(g.GuidanceDataError) as err:
+            g.categories_of_code(bad)
+        assert isinstance(err.value, ValueError)
+        assert err.value.code == "bad_code"
+
+
+def test_combined_code_answer_names_the_alternatives() -> None:
+    guide = g.WasteGuide(g.LinearModel.load(), {"测试旧物": 1 | 2})
+    answer = guide.guide("测试旧物")
+    assert answer.source == "list"
+    assert answer.category == "hazardous"
+    assert answer.alternatives == ("recyclable",)
+    assert answer.confidence == g.COMBINED_CODE_CONFIDENCE
+
+
+def test_list_loads_every_row(items: dict[str, int], list_path: Path) -> None:
+    rows = list_path.read_text(encoding="utf-8").strip().splitlines()[1:]
+    # a few names differ only by case/width and are merged
+    assert len(rows) - 20 <= len(items) <= len(rows)
+    assert {c for code in items.values() for c in g.categories_of_code(code)} == set(g.CATEGORIES)
+
+
+def test_items_on_the_list_are_answered_from_it(
+    full_guide: g.WasteGuide, items: dict[str, int]
+) -> None:
+    for name in sorted(items)[::40]:
+        answer = full_guide.guide(name)
+        assert answer.source == "list", name
+        assert answer.category == g.primary_category(items[name]), name
+        assert answer.confidence == 1.0
+        assert not answer.ask_staff
+
+
+def test_normalisation_width_case_traditional_and_question(
+    full_guide: g.WasteGuide, items: dict[str, int]
+) -> None:
+    assert "电池" in items and "cpu" in items
+    for query in ("ＣＰＵ", " Cpu ", "電池", "电池属于什么垃圾？", "电池。"):
+        answer = full_guide.guide(query)
+        assert answer.source == "list", query
+        assert answer.item == query
+    assert full_guide.guide("電池").category == "hazardous"
+
+
+# --- items that are not on the list --------------------------------------------------------
+
+UNSEEN = {
+    # compounds written for this test: none of them is on the list
+    "过期的感冒胶囊": "hazardous",
+    "废旧锂电池组": "hazardous",
+    "吃剩的红烧肉": "kitchen",
+    "烂掉的苹果核": "kitchen",
+    "变质的香蕉皮": "kitchen",
+    "碎掉的陶瓷花瓶": "residual",
+    "用过的湿纸巾": "residual",
+    "空的可乐易拉罐": "recyclable",
+    "旧的纯棉衬衫": "recyclable",
+    "坏掉的实木衣柜": "bulky",
+}
+
+
+def test_unseen_compounds_follow_their_head_noun(full_guide: g.WasteGuide) -> None:
+    right = 0
+    for query, expected in UNSEEN.items():
+        assert g.normalize_item(query) not in full_guide.items, query
+        answer = full_guide.guide(query)
+        assert answer.source == "inferred"
+        assert answer.explanation_en and answer.explanation_zh
+        right += answer.category == expected
+    assert right >= len(UNSEEN) - 1
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("battery", "hazardous"),
+        ("Batteries", "hazardous"),
+        ("banana peel", "kitchen"),
+        ("newspaper", "recyclable"),
+        ("glass bottle", "recyclable"),
+        ("expired medicine", "hazardous"),
+        ("fluorescent tube", "hazardous"),
+        ("leftover rice", "kitchen"),
+        ("used tissues", "residual"),
+        ("cigarette butt", "residual"),
+        ("aluminium can", "recyclable"),
+        ("old sofa", "bulky"),
+    ],
+)
+def test_english_queries(full_guide: g.WasteGuide, query: str, expected: str) -> None:
+    answer = full_guide.guide(query)
+    assert answer.category == expected, answer
+    assert answer.matched and g._CJK.search(answer.matched)
+    assert "Understood as" in answer.explanation_en
+
+
+def test_unknown_words_ask_staff(full_guide: g.WasteGuide) -> None:
+    answer = full_guide.guide("qwxzkj flurbo")
+    assert answer.ask_staff
+    assert answer.confidence < g.ASK_STAFF_BELOW
+    assert "ask the staff" in answer.explanation_en
+    assert "咨询" in answer.explanation_zh
+
+
+def test_heldout_accuracy_floor(items: dict[str, int]) -> None:
+    """Train on a stratified 80% of the list and judge the 20% it never saw."""
+    ev = g.holdout_evaluation(items, test_fraction=0.2, seed=0)
+    assert ev.n >= 600
+    assert ev.accuracy >= 0.80, ev.to_dict()
+    for category in ("recyclable", "kitchen", "residual", "hazardous"):
+        correct, n = ev.per_category[category]
+        assert correct / n >= 0.70, (category, ev.to_dict())
+    # answers given without the "ask staff" hint must be more reliable than the rest
+    assert ev.confident_accuracy > ev.accuracy
+
+
+def test_confidence_is_calibrated_enough(items: dict[str, int]) -> None:
+    names = sorted(items)
+    test = set(names[::5])
+    guide = g.WasteGuide.from_items({n: c for n, c in items.items() if n not in test})
+    conf, ok = [], []
+    for name in sorted(test):
+        answer = guide.guide(name)
+        conf.append(answer.confidence)
+        ok.append(answer.category in g.categories_of_code(items[name]))
+    conf_a, ok_a = np.array(conf), np.array(ok)
+    # mean confidence close to the accuracy, and high confidence means high accuracy
+    assert abs(conf_a.mean() - ok_a.mean()) < 0.08
+    assert ok_a[conf_a >= 0.9].mean() >= 0.9
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("", "empty_query"),
+        ("   \t\n", "empty_query"),
+        ("电" * 10_000, "query_too_long"),
+        ("a" * (g.MAX_QUERY_CHARS + 1), "query_too_long"),
+        ("!!!???", "no_letters"),
+        ("12345", "no_letters"),
+        (None, "not_text"),
+    ],
+)
+def test_bad_input_raises_value_error_with_code(
+    full_guide: g.WasteGuide, query: object, code: str
+) -> None:
+    with pytest.raises(g.GuidanceInputError) as err:
+        full_guide.guide(query)  # type: ignore[arg-type]
+    assert isinstance(err.value, ValueError)
+    assert err.value.code == code
+    assert code in g.REASONS
+
+
+def test_malformed_list_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,kind\n电池,2\n", encoding="utf-8")
+    with pytest.raises(g.GuidanceDataError) as err:
+        g.load_item_list(bad)
+    assert err.value.code == "bad_list"
+    bad.write_text("item,category_code\n电池,x\n", encoding="utf-8")
+    with pytest.raises(g.GuidanceDataError) as err:
+        g.load_item_list(bad)
+    assert err.value.code == "bad_code"
+
+
+# --- model storage ------------------------------------------------------------------------
+
+
+def test_model_json_round_trip(items: dict[str, int], tmp_path: Path) -> None:
+    subset = {n: c for n, c in sorted(items.items())[::4]}
+    model = g.train_model(subset, calibrate=False)
+    path = tmp_path / "model.json"
+    model.save(path)
+    loaded = g.LinearModel.load(path)
+    probe = ["塑料瓶盖", "香蕉皮", "过期药品", "旧沙发", "脏纸巾"]
+    assert np.allclose(model.predict_proba(probe), loaded.predict_proba(probe), atol=2e-3)
+    with pytest.raises(g.GuidanceDataError):
+        g.LinearModel.from_json({"format": "other"})
+
+
+def test_shipped_model_fits_the_list(items: dict[str, int]) -> None:
+    model = g.LinearModel.load()
+    assert model.classes == g.CATEGORIES
+    # rebuild with `linli waste build-model` after editing the lexicon
+    assert model.meta["lexicon_sha256"] == g.lexicon_fingerprint()
+    names = sorted(items)
+    pred = model.predict_proba(names).argmax(axis=1)
+    right = sum(
+        model.classes[p] in g.categories_of_code(items[n]) for n, p in zip(names, pred, strict=True)
+    )
+    assert right / len(names) >= 0.9
+
+
+# --- CLI -----------------------------------------------------------------------------------
+
+
+def test_cli_prints_one_json_object_per_item(shared_data: Path) -> None:
+    result = CliRunner().invoke(app, ["guide", "电池", "banana peel", "一只旧拖鞋"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.strip().splitlines()]
+    assert [d["item"] for d in lines] == ["电池", "banana peel", "一只旧拖鞋"]
+    for d in lines:
+        assert d["category"] in g.CATEGORIES
+        assert 0.0 <= d["confidence"] <= 1.0
+        assert d["source"] in ("list", "inferred")
+        assert d["explanation"]["en"] and d["explanation"]["zh"]
+    assert lines[0]["source"] == "list" and lines[0]["category"] == "hazardous"
+    assert lines[1]["category"] == "kitchen"
+
+
+def test_cli_bad_items_are_reported_not_crashing(shared_data: Path) -> None:
+    result = CliRunner().invoke(app, ["guide", "", "电池", "x" * 10_000])
+    assert result.exit_code == 1
+    lines = [json.loads(line) for line in result.output.strip().splitlines()]
+    assert [d.get("error") for d in lines] == ["empty_query", None, "query_too_long"]
+    assert lines[1]["category"] == "hazardous"
+    assert len(lines[2]["item"]) < 100
+
+
+def test_cli_with_own_list(tmp_path: Path) -> None:
+    own = tmp_path / "list.csv"
+    rows = [
+        "item,category_code",
+        "电池,2",
+        "旧报纸,1",
+        "苹果皮,4",
+        "纸巾,8",
+        "沙发,16",
+        "药片,2",
+        "易拉罐,1",
+        "剩饭,4",
+        "烟头,8",
+        "衣柜,16",
+    ]
+    own.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["guide", "--list", str(own), "旧报纸", "香蕉皮"])
+    assert result.exit_code == 0, result.output
+    first, second = (json.loads(line) for line in result.output.strip().splitlines())
+    assert first["source"] == "list" and first["category"] == "recyclable"
+    assert second["source"] == "inferred"
