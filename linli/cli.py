@@ -26,6 +26,22 @@ app.add_typer(user_app, name="user")
 app.add_typer(import_app, name="import")
 app.add_typer(audit_app, name="audit")
 
+
+def _mount_domain_commands() -> None:
+    """Each domain's own sub-commands (`linli faces …`, `linli plates …`, …)."""
+    from linli.access.cli import faces_app
+    from linli.consultation.cli import app as consultation_app
+    from linli.vehicles.cli import plates_app
+    from linli.waste.cli import app as waste_app
+
+    app.add_typer(faces_app, name="faces")
+    app.add_typer(plates_app, name="plates")
+    app.add_typer(consultation_app, name="consultation")
+    app.add_typer(waste_app, name="waste")
+
+
+_mount_domain_commands()
+
 DataDir = typer.Option(None, "--data-dir", help="Data directory (default ./var or LINLI_DATA_DIR)")
 
 

@@ -1,0 +1,152 @@
+"""``linli consultation ...``: opinion maps of consultations, Pol.is import and comparison.
+
+Heavy libraries (numpy, scikit-learn) are imported inside the commands so that ``linli --help``
+stays fast (the Pol.is reader uses only the standard library).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import typer
+
+from linli.consultation.polis import PolisConversation, PolisImportError, load_polis_export
+
+if TYPE_CHECKING:
+    from linli.consultation.opinion import OpinionMap
+
+app = typer.Typer(
+    help="Democratic consultation: opinion maps (Pol.is-style groups, consensus, divisive).",
+    no_args_is_help=True,
+)
+
+# Machine code -> English text shown to the user (translated later through gettext).
+REASONS: dict[str, str] = {
+    "bad_id_list": "Statement ids must be whole numbers or ranges, e.g. 1-14,20",
+    "no_polis_groups": "participants-votes.csv is missing or has no group-id: nothing to compare",
+}
+
+
+def _parse_ids(text: str) -> set[int]:
+    """``"1-14,20"`` -> {1, ..., 14, 20}."""
+    out: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                if int(lo) > int(hi):
+                    raise ValueError(part)
+                out.update(range(int(lo), int(hi) + 1))
+            else:
+                out.add(int(part))
+        except ValueError:
+            raise typer.BadParameter(f"{REASONS['bad_id_list']}: {part!r}") from None
+    return out
+
+
+def _fail(code: str, message: str) -> NoReturn:
+    typer.echo(f"error [{code}]: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _load(directory: Path) -> PolisConversation:
+    try:
+        return load_polis_export(directory)
+    except PolisImportError as exc:
+        _fail(exc.code, exc.describe())
+
+
+def _compute(conv: PolisConversation, meta: str, groups: int | None) -> OpinionMap:
+    from linli.consultation.opinion import OpinionInputError, OpinionParams, compute_opinion_map
+
+    params = OpinionParams(force_k=groups)
+    try:
+        return compute_opinion_map(
+            conv.vote_tuples(), conv.moderated_out, params, meta=_parse_ids(meta)
+        )
+    except OpinionInputError as exc:
+        _fail(exc.code, str(exc))
+
+
+MetaOption = typer.Option(
+    "",
+    "--meta",
+    help="Ids of meta statements (e.g. demographic questions) to leave out of the clustering, "
+    "as Pol.is does with is_meta statements; the export does not say which they are. "
+    "Example: 1-14,20",
+)
+GroupsOption = typer.Option(
+    None, "--groups", min=1, max=20, help="Use this number of groups instead of choosing one."
+)
+
+
+@app.command("opinion-groups")
+def opinion_groups(
+    directory: Path = typer.Argument(..., help="A Pol.is export folder (comments.csv, votes.csv)."),
+    meta: str = MetaOption,
+    groups: int | None = GroupsOption,
+    full: bool = typer.Option(
+        False,
+        "--full",
+        help="Print the whole map: coordinates, representative statements, vote counts per group.",
+    ),
+    indent: int | None = typer.Option(None, "--indent", min=0, help="Indent the JSON."),
+) -> None:
+    """Opinion groups of a Pol.is export as JSON.
+
+    Prints {"groups": k, "participants": {"<participant id>": group, ...}, "consensus":
+    [statement ids], "divisive": [statement ids], "provisional": [participant ids]}.
+    Every voter has a group; "provisional" lists those who voted on fewer than
+    min(7, number of statements) statements: they did not shape the groups and were given the
+    nearest one.
+    """
+    conv = _load(directory)
+    result = _compute(conv, meta, groups)
+    data = result.to_dict() if full else result.groups_summary()
+    json.dump(data, sys.stdout, ensure_ascii=False, indent=indent)
+    sys.stdout.write("\n")
+
+
+@app.command("opinion-compare")
+def opinion_compare(
+    directory: Path = typer.Argument(
+        ..., help="A Pol.is export folder with participants-votes.csv."
+    ),
+    meta: str = MetaOption,
+    groups: int | None = GroupsOption,
+) -> None:
+    """Compare Linli's opinion groups with the groups Pol.is assigned (adjusted Rand index).
+
+    Only participants Pol.is clustered (non-empty group-id) are compared.
+    """
+    from sklearn.metrics import adjusted_rand_score
+
+    conv = _load(directory)
+    theirs = conv.polis_groups()
+    if not theirs:
+        _fail("no_polis_groups", REASONS["no_polis_groups"])
+    result = _compute(conv, meta, groups)
+    compared = [p for p in theirs if p in result.participants]
+    provisional = set(result.provisional)
+    ari = adjusted_rand_score(
+        [theirs[p] for p in compared], [result.participants[p] for p in compared]
+    )
+    data = {
+        "conversation": directory.name,
+        "ari": round(float(ari), 4),
+        "groups": result.k,
+        "polis_groups": len(set(theirs.values())),
+        "compared": len(compared),
+        "polis_clustered": len(theirs),
+        "compared_provisional": sum(1 for p in compared if p in provisional),
+        "clustered_not_by_polis": sum(1 for p in result.clustered if p not in theirs),
+        "silhouettes": {str(k): round(v, 4) for k, v in result.silhouettes.items()},
+    }
+    json.dump(data, sys.stdout, ensure_ascii=False)
+    sys.stdout.write("\n")
