@@ -236,7 +236,13 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
     settings = settings or get_settings()
     settings.prepare()
     db = Database(settings.resolved_database_url)
-    bus = InProcessBus()
+    bus: Any
+    if settings.event_bus == "nats":
+        from linli.core.natsbus import NatsBus
+
+        bus = NatsBus(settings.nats_url)
+    else:
+        bus = InProcessBus()
     dispatcher = Dispatcher(db, bus)
 
     @contextlib.asynccontextmanager
@@ -261,6 +267,8 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
                 await asyncio.to_thread(ingest.stop)
             if broker is not None:
                 await broker.shutdown()
+            if hasattr(bus, "close"):
+                await asyncio.to_thread(bus.close)
             db.dispose()
 
     app = FastAPI(

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from linli.core.events import InProcessBus
 from linli.core.roles import Perm
 from linli.core.web import Ctx, require
 
@@ -30,7 +29,7 @@ async def stream(
     ctx: Ctx = Depends(require(Perm.EVENTS_READ)),
 ) -> StreamingResponse:
     """A text/event-stream of this community's events as they are delivered from the outbox."""
-    bus: InProcessBus = request.app.state.bus
+    bus = request.app.state.bus
     sub = bus.subscribe()
     cid = ctx.community_id
 
