@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, String, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from linli.core.db import Base, utcnow
@@ -65,6 +66,13 @@ def _digest(entry: AuditEntry) -> str:
     return hashlib.sha256(_canonical(entry)).hexdigest()
 
 
+def _lock_head(session: Session) -> bool:
+    res = session.execute(
+        update(AuditHead).where(AuditHead.id == 1).values(count=AuditHead.count + 1)
+    )
+    return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
 def record(
     session: Session,
     actor: Actor,
@@ -77,12 +85,16 @@ def record(
 ) -> AuditEntry:
     """Append an entry in the caller's transaction (it commits or rolls back with the change)."""
     # Lock the head row first: serialises concurrent writers on both backends.
-    res = session.execute(
-        update(AuditHead).where(AuditHead.id == 1).values(count=AuditHead.count + 1)
-    )
-    if res.rowcount == 0:  # type: ignore[attr-defined]
-        session.add(AuditHead(id=1, last_id=0, last_hash=GENESIS, count=1))
-        session.flush()
+    if not _lock_head(session):
+        # The very first entry. Concurrent first writers race to create the head row: the
+        # losers' insert fails against the winner's, and they then lock the winner's row.
+        try:
+            with session.begin_nested():
+                session.add(AuditHead(id=1, last_id=0, last_hash=GENESIS, count=0))
+        except IntegrityError:
+            pass
+        if not _lock_head(session):
+            raise RuntimeError("audit head row missing")
     head = session.get(AuditHead, 1, populate_existing=True)
     assert head is not None
     at = utcnow()

@@ -219,17 +219,23 @@ class Dispatcher:
             ]
         delivered = 0
         for row_id, event in rows:
-            try:
-                for reg in _handlers:
-                    if fnmatch.fnmatchcase(event.name, reg.pattern):
-                        self._run_handler(reg, event)
-            except Exception as exc:  # a failing handler retries later; others go on
-                log.exception("handler failed for %s %s", event.name, event.event_id)
+            failed: Exception | None = None
+            for reg in _handlers:
+                if not fnmatch.fnmatchcase(event.name, reg.pattern):
+                    continue
+                try:
+                    self._run_handler(reg, event)
+                except Exception as exc:  # retried later; the other handlers still run now
+                    log.exception(
+                        "handler %s failed for %s %s", reg.key, event.name, event.event_id
+                    )
+                    failed = failed or exc
+            if failed is not None:
                 with self.db.session() as s:
                     s.execute(
                         update(OutboxEvent)
                         .where(OutboxEvent.id == row_id)
-                        .values(attempts=OutboxEvent.attempts + 1, last_error=repr(exc)[:2000])
+                        .values(attempts=OutboxEvent.attempts + 1, last_error=repr(failed)[:2000])
                     )
                 continue
             self.bus.publish(event)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -36,6 +37,16 @@ class CommunityIn(BaseModel):
     name_en: str | None = Field(default=None, max_length=100)
     address: str | None = Field(default=None, max_length=200)
     timezone: str = Field(default="Asia/Shanghai", max_length=64)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        # pages convert every time into the community's zone: an unknown one would break them
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidValue("Unknown time zone") from None
+        return v
 
 
 class CommunityOut(BaseModel):

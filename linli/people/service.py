@@ -602,6 +602,13 @@ def _parse_row(
             building=column("building"),
             unit=column("unit"),
         )
+    for col, limit in (("building", 50), ("unit", 30)):  # the columns' sizes in the database
+        if len(get(col)) > limit:
+            raise InvalidValue(
+                "%(column)s: %(problem)s",
+                column=column(col),
+                problem=gettext("Must have at most %(max_length)s characters.", max_length=limit),
+            )
     area: float | None = None
     if get("area_m2"):
         try:
