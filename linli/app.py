@@ -61,36 +61,64 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await _too_large(scope, send, self.max_bytes)
             return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        if length is not None or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        # No Content-Length (chunked): read up to the limit first, then replay the body.
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
             msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _BodyTooLarge
-            return msg
+            if msg["type"] != "http.request":
+                await self.app(scope, _replay([msg]), send)
+                return
+            body = msg.get("body", b"")
+            size += len(body)
+            if size > self.max_bytes:
+                await _too_large(scope, send, self.max_bytes)
+                return
+            chunks.append(body)
+            more = bool(msg.get("more_body"))
+        await self.app(scope, _replay([{"type": "http.request", "body": b"".join(chunks)}]), send)
 
-        try:
-            await self.app(scope, limited, send)
-        except _BodyTooLarge:
-            await _too_large(scope, send, self.max_bytes)
+
+def _replay(messages: list[Message]) -> Receive:
+    pending = list(messages)
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        return {"type": "http.disconnect"}
+
+    return receive
 
 
-class _BodyTooLarge(Exception):
-    pass
+def _size_text(limit: int) -> str:
+    mb = limit / (1024 * 1024)
+    return f"{mb:.0f}" if mb >= 10 else f"{mb:.2g}" if mb >= 0.01 else f"{mb:.4f}"
+
+
+def _too_large_detail(scope: Scope, limit: int) -> str:
+    lang = i18n.pick_language(_cookie(scope, "lang"), _header(scope, b"accept-language"), "en")
+    return i18n.translate_in(
+        lang, "The upload is larger than the limit of %(mb)s MB.", mb=_size_text(limit)
+    )
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    raw = _header(scope, b"cookie") or ""
+    for part in raw.split(";"):
+        k, _, v = part.strip().partition("=")
+        if k == name:
+            return v
+    return None
 
 
 async def _too_large(scope: Scope, send: Send, limit: int) -> None:
-    lang = i18n.pick_language(None, _header(scope, b"accept-language"), "en")
+    lang = i18n.pick_language(_cookie(scope, "lang"), _header(scope, b"accept-language"), "en")
     body = problem(
-        413,
-        "too_large",
-        i18n.translate_in(lang, "Too large"),
-        i18n.translate_in(
-            lang, "The upload is larger than the limit of %(mb)s MB.", mb=limit // (1024 * 1024)
-        ),
+        413, "too_large", i18n.translate_in(lang, "Too large"), _too_large_detail(scope, limit)
     )
     resp = JSONResponse(body, status_code=413, media_type="application/problem+json")
     await resp(scope, _noop_receive, send)

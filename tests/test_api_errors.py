@@ -411,3 +411,26 @@ def test_community_with_an_unknown_time_zone_is_refused(client, world, db):
     assert client.get(f"/c/{cid}/audit").status_code == 200
     r = client.post("/api/v1/communities", headers=h, json={"code": "c", "name": "重复"})
     assert _field_messages(_problem(r, 409, "conflict"))["code"]
+
+
+def test_an_oversized_streamed_body_without_length_gets_413(tmp_path, db_url):
+    """A chunked upload has no Content-Length: the limit is enforced while reading."""
+    from fastapi.testclient import TestClient
+
+    from linli.app import create_app
+    from linli.core.config import make_settings
+
+    settings = make_settings(data_dir=tmp_path / "d", database_url=db_url, max_upload_bytes=1000)
+    app = create_app(settings, run_dispatcher=False)
+
+    def chunks():
+        for _ in range(10):
+            yield b"x" * 500
+
+    with TestClient(app) as c:
+        r = c.post("/api/v1/communities", content=chunks(),
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 413, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "0.00095" in r.json()["detail"] or "MB" in r.json()["detail"]
+    app.state.db.dispose()

@@ -34,6 +34,8 @@ from linli.core.models import OutboxEvent, ProcessedEvent
 
 log = logging.getLogger(__name__)
 
+MAX_ATTEMPTS = 10
+
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
 
@@ -212,7 +214,11 @@ class Dispatcher:
         the ledger, and the bus may see an event twice, which is what at-least-once means.
         """
         with self.db.session() as s:
-            q = select(OutboxEvent).where(OutboxEvent.delivered_at.is_(None))
+            # events whose handlers keep failing are parked after MAX_ATTEMPTS, so that they
+            # cannot hold back newer events (they stay in the table, with their last error)
+            q = select(OutboxEvent).where(
+                OutboxEvent.delivered_at.is_(None), OutboxEvent.attempts < MAX_ATTEMPTS
+            )
             rows = [
                 (r.id, _to_event(r))
                 for r in s.scalars(q.order_by(OutboxEvent.id).limit(self.batch))
