@@ -61,7 +61,17 @@ def _clean(url: str) -> None:
     names = [t.name for t in metadata.sorted_tables]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            conn.execute(text("TRUNCATE " + ", ".join(names) + " RESTART IDENTITY CASCADE"))
+            # DELETE of a few rows is much faster than TRUNCATE of ~40 tables; foreign-key
+            # triggers are skipped for the clean-up (the test database's owner is superuser).
+            conn.execute(text("SET session_replication_role = replica"))
+            for n in reversed(names):
+                conn.execute(text(f"DELETE FROM {n}"))
+            conn.execute(text("SET session_replication_role = DEFAULT"))
+            seqs = conn.execute(
+                text("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")
+            ).scalars()
+            for seq in list(seqs):
+                conn.execute(text(f'ALTER SEQUENCE "{seq}" RESTART WITH 1'))
         else:
             conn.execute(text("PRAGMA foreign_keys=OFF"))
             for n in names:
