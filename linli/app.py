@@ -244,13 +244,19 @@ async def _start_mqtt(settings: Settings, db: Database) -> tuple[Any, Any]:
     return broker, ingest
 
 
-async def _periodic(db: Database, every: float = 60.0) -> None:
-    """Housekeeping that any replica may do: escalate overdue work orders."""
+async def _periodic(
+    db: Database, settings: Settings, files: FileStore, every: float = 60.0
+) -> None:
+    """Housekeeping that any replica may do: escalate overdue work orders, purge old access
+    snapshots, compare the flow of people with past days."""
+    from linli.access.service import housekeeping
     from linli.workorders.service import escalate_overdue
 
     def once() -> None:
         with db.session() as s:
             escalate_overdue(s)
+        with db.session() as s:
+            housekeeping(s, settings, files)
 
     while True:
         try:
@@ -280,7 +286,7 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
         ingest = None
         if run_dispatcher:
             tasks.append(asyncio.create_task(dispatcher.run_forever()))
-            tasks.append(asyncio.create_task(_periodic(db)))
+            tasks.append(asyncio.create_task(_periodic(db, settings, app.state.files)))
             if settings.mqtt_enabled:
                 broker, ingest = await _start_mqtt(settings, db)
                 app.state.mqtt = ingest

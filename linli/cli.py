@@ -29,12 +29,13 @@ app.add_typer(audit_app, name="audit")
 
 def _mount_domain_commands() -> None:
     """Each domain's own sub-commands (`linli faces …`, `linli plates …`, …)."""
-    from linli.access.cli import faces_app
+    from linli.access.cli import access_app, faces_app
     from linli.consultation.cli import app as consultation_app
     from linli.vehicles.cli import plates_app
     from linli.waste.cli import app as waste_app
 
     app.add_typer(faces_app, name="faces")
+    app.add_typer(access_app, name="access")
     app.add_typer(plates_app, name="plates")
     app.add_typer(consultation_app, name="consultation")
     app.add_typer(waste_app, name="waste")
@@ -99,7 +100,10 @@ def demo(
     no_serve: bool = typer.Option(False, "--no-serve", help="Create the demo data and exit"),
 ) -> None:
     """Create a demo community (first run) and start the server with it."""
+    from linli.access.demo import seed_access
+    from linli.consultation.demo import seed_consultation
     from linli.core.db import Database
+    from linli.core.files import FileStore
     from linli.core.migrate import upgrade
     from linli.core.web import system_ctx
     from linli.iot.simulator import seed_demo_devices
@@ -118,6 +122,8 @@ def demo(
             with db.session() as s:
                 community, logins = seed_demo(s)
                 fleet = seed_demo_devices(s, system_ctx(community.id, "demo"))
+                seed_access(s, community.id, FileStore(settings.files_dir), settings)
+                seed_consultation(s, community.id)
             _write_private(logins_file, [vars(x) for x in logins])
             _write_private(devices_file, [vars(d) for d in fleet])
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from linli.access import models as _access  # noqa: F401
+from linli.consultation import models as _consultation  # noqa: F401
 from linli.core import audit as _audit  # noqa: F401  (AuditHead)
 from linli.core import models as _core  # noqa: F401
 from linli.core.db import Base

@@ -6,18 +6,37 @@ from fastapi import FastAPI
 
 
 def include_all(app: FastAPI) -> None:
+    from linli.access import api as access_api
+    from linli.access import events as _access_events  # noqa: F401  (handlers)
+    from linli.access import pages as access_pages
     from linli.admin import api as admin_api
     from linli.admin import pages as admin_pages
+    from linli.consultation import api as consultation_api
+    from linli.consultation import events as _consultation_events  # noqa: F401  (handlers)
+    from linli.consultation import pages as consultation_pages
     from linli.core import stream
+    from linli.iot import api as iot_api
+    from linli.iot import pages as iot_pages
     from linli.people import api as people_api
     from linli.people import pages as people_pages
+    from linli.workorders import api as workorders_api
+    from linli.workorders import pages as workorders_pages
 
     for router in (
         admin_api.router,
         people_api.router,
+        access_api.router,
+        consultation_api.router,
+        iot_api.router,
+        iot_api.device_router,
+        workorders_api.router,
         stream.router,
         admin_pages.router,
         people_pages.router,
+        access_pages.router,
+        consultation_pages.router,
+        iot_pages.router,
+        workorders_pages.router,
     ):
         app.include_router(router)
 

@@ -215,3 +215,147 @@ def liveness(
            "message": _reason(result.reason) if result.reason else None,
            "details": result.details})
     raise typer.Exit(0 if result.ok else 1)
+
+
+# --------------------------------------------------------------------------------------------
+# ``linli access ...``: the terminal simulator and the housekeeping jobs of access control
+
+access_app = typer.Typer(
+    help="Access control: simulate a gate terminal, purge old snapshots, check the flow.",
+    no_args_is_help=True,
+)
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"})
+
+
+def _frames_of(source: Path, every: int, limit: int) -> Any:
+    """JPEG bytes of the frames of a video (every EVERY-th) or of the photos of a folder."""
+    import cv2
+
+    from linli.vision.faces import iter_photos
+
+    if source.is_dir():
+        for n, photo in enumerate(iter_photos(source)):
+            if n >= limit:
+                return
+            yield str(photo), photo.read_bytes()
+        return
+    if source.suffix.lower() not in VIDEO_EXTENSIONS:
+        yield str(source), source.read_bytes()
+        return
+    cap = cv2.VideoCapture(str(source))
+    if not cap.isOpened():
+        _error_exit("video_unreadable", video=str(source))
+    index = sent = 0
+    try:
+        while sent < limit:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if index % every == 0:
+                ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+                if ok:
+                    sent += 1
+                    yield f"{source.name}#{index}", buf.tobytes()
+            index += 1
+    finally:
+        cap.release()
+
+
+@access_app.command("simulate")
+def simulate(
+    source: Path = typer.Argument(..., help="A video file, an image folder or one image."),
+    gate: int = typer.Option(..., "--gate", help="Id of the gate to play against."),
+    every: int = typer.Option(5, "--every", min=1, help="Take every N-th video frame."),
+    burst: int = typer.Option(
+        1, "--burst", min=1, max=15, help="Frames per decision (2 or more: liveness check)."
+    ),
+    limit: int = typer.Option(200, "--limit", min=1, help="At most this many frames."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Data directory."),
+) -> None:
+    """Play a video or an image folder against a gate, like its terminal would: every frame
+    (or burst) goes through the real access decision; one JSON line per decision."""
+    from linli import models_registry  # noqa: F401  (every table, for foreign keys)
+    from linli.access import service
+    from linli.access.models import Gate
+    from linli.core.config import make_settings
+    from linli.core.db import Database
+    from linli.core.files import FileStore
+    from linli.core.web import system_ctx
+
+    if not source.exists():
+        _error_exit("video_unreadable", video=str(source))
+    settings = make_settings(data_dir=data_dir) if data_dir else make_settings()
+    db = Database(settings.resolved_database_url)
+    files = FileStore(settings.files_dir)
+    granted = 0
+    try:
+        with db.session() as s:
+            g = s.get(Gate, gate)
+            if g is None:
+                _emit({"error": "gate_not_found", "gate": gate}, err=True)
+                raise typer.Exit(2)
+            cid = g.community_id
+        ctx = system_ctx(cid, "simulator")
+        pending: list[tuple[str, bytes]] = []
+        for name, data in _frames_of(source, every, limit):
+            pending.append((name, data))
+            if len(pending) < burst:
+                continue
+            with db.session() as s:
+                decision, _ev = service.decide(
+                    s, ctx, gate, service.Presented(frames=[d for _n, d in pending]), settings,
+                    files,
+                )
+            granted += decision.granted
+            _emit({"frames": [n for n, _d in pending], **decision.model_dump()})
+            pending = []
+    finally:
+        db.dispose()
+    raise typer.Exit(0 if granted else 1)
+
+
+@access_app.command("purge-snapshots")
+def purge_snapshots(
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Data directory."),
+) -> None:
+    """Delete access snapshots older than the retention period (snapshot_retention_days)."""
+    from linli import models_registry  # noqa: F401  (every table, for foreign keys)
+    from linli.access import service
+    from linli.core.config import make_settings
+    from linli.core.db import Database
+    from linli.core.files import FileStore
+
+    settings = make_settings(data_dir=data_dir) if data_dir else make_settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as s:
+            n = service.purge_snapshots(s, settings, FileStore(settings.files_dir))
+    finally:
+        db.dispose()
+    _emit({"purged": n, "retention_days": settings.snapshot_retention_days})
+
+
+@access_app.command("check-flow")
+def check_flow(
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Data directory."),
+) -> None:
+    """Compare the last hour's flow of people with the same hour on past days (every
+    community); raise an alarm where it departs sharply."""
+    from sqlalchemy import select
+
+    from linli import models_registry  # noqa: F401  (every table, for foreign keys)
+    from linli.access import service
+    from linli.core.config import make_settings
+    from linli.core.db import Database
+    from linli.people.models import Community
+
+    settings = make_settings(data_dir=data_dir) if data_dir else make_settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as s:
+            for c in s.scalars(select(Community)):
+                out = service.check_flow(s, c.id, c.timezone)
+                _emit({"community": c.id, "unusual": out})
+    finally:
+        db.dispose()

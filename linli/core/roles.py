@@ -36,6 +36,14 @@ class Perm(StrEnum):
     ALARMS_HANDLE = "alarms.handle"  # acknowledge and clear alarms
     DEVICES_INGEST = "devices.ingest"  # HTTP ingestion from gateways (tokens)
     DEVICES_COMMAND = "devices.command"
+    CONSULTATION_READ = "consultation.read"  # demands, topics, votes: take part
+    CONSULTATION_MANAGE = "consultation.manage"  # topics, moderation, polls, demand handling
+    ACCESS_READ = "access.read"  # gates, identities, visitors expected today, flow counts
+    ACCESS_MANAGE = "access.manage"  # identities, credentials, consent, enrollment, gates
+    ACCESS_DECIDE = "access.decide"  # terminals (API tokens): ask for access decisions
+    ACCESS_ADMIT = "access.admit"  # guards: admit a person by hand, with a reason
+    ACCESS_LOG_READ = "access.log_read"  # who passed where (every look-up audited)
+    VISITORS_MANAGE = "visitors.manage"  # register visitors (residents: their own)
 
 
 _ALL = frozenset(Perm)
@@ -44,6 +52,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.PLATFORM_ADMIN: _ALL,
     Role.STAFF: frozenset(
         {
+            Perm.ACCESS_READ,
+            Perm.ACCESS_MANAGE,
+            Perm.ACCESS_ADMIT,
+            Perm.ACCESS_LOG_READ,
+            Perm.VISITORS_MANAGE,
             Perm.COMMUNITY_READ,
             Perm.PEOPLE_READ,
             Perm.PEOPLE_WRITE,
@@ -60,11 +73,14 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
             Perm.WORKORDERS_MANAGE,
             Perm.IOT_READ,
             Perm.ALARMS_HANDLE,
+            Perm.CONSULTATION_READ,
+            Perm.CONSULTATION_MANAGE,
         }
     ),
     # grid workers see residents of the buildings in their own grids only
     Role.GRID_WORKER: frozenset(
         {
+            Perm.CONSULTATION_READ,
             Perm.COMMUNITY_READ,
             Perm.PEOPLE_READ,
             Perm.PEOPLE_SENSITIVE,
@@ -76,6 +92,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     ),
     Role.PROPERTY_MANAGER: frozenset(
         {
+            Perm.ACCESS_READ,
+            Perm.ACCESS_MANAGE,
+            Perm.ACCESS_ADMIT,
+            Perm.ACCESS_LOG_READ,
+            Perm.VISITORS_MANAGE,
+            Perm.CONSULTATION_READ,
             Perm.COMMUNITY_READ,
             Perm.PEOPLE_READ,
             Perm.EVENTS_READ,
@@ -93,6 +115,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     ),
     Role.SECURITY_GUARD: frozenset(
         {
+            Perm.ACCESS_READ,
+            Perm.ACCESS_ADMIT,
+            Perm.ACCESS_LOG_READ,
+            Perm.VISITORS_MANAGE,
+            Perm.CONSULTATION_READ,
             Perm.COMMUNITY_READ,
             Perm.PEOPLE_READ,
             Perm.EVENTS_READ,
@@ -103,8 +130,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
             Perm.ALARMS_HANDLE,
         }
     ),
-    Role.PROFESSIONAL: frozenset({Perm.COMMUNITY_READ, Perm.SELF}),
-    Role.RESIDENT: frozenset({Perm.COMMUNITY_READ, Perm.SELF}),
+    Role.PROFESSIONAL: frozenset({Perm.COMMUNITY_READ, Perm.SELF, Perm.CONSULTATION_READ}),
+    Role.RESIDENT: frozenset(
+        {Perm.COMMUNITY_READ, Perm.SELF, Perm.CONSULTATION_READ, Perm.VISITORS_MANAGE}
+    ),
 }
 
 #: roles whose view of residents is limited to their own grids

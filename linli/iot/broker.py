@@ -3,6 +3,13 @@
 Devices log in with their key and secret; each device may publish only under its own topic
 ``linli/devices/<key>/…`` and subscribe only to its own commands. Linli's own ingestion client
 logs in with a service account whose password is derived from the server's secret key.
+
+A client id belongs to the first account that logs in with it, and ids starting with
+``linli-`` are the service's: a device cannot take over another device's session, nor the
+ingestion's. :class:`LinliBroker` fixes two amqtt 0.12 flaws: the broadcast loop raced with
+new subscriptions, and a CONNECT was applied to an existing session (clean-session deletion,
+user name, will, handler) *before* its credentials were checked — an anonymous client could
+silently stop ingestion by connecting with the service's client id.
 """
 
 from __future__ import annotations
@@ -14,19 +21,27 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from amqtt.adapters import ReaderAdapter, WriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import Action
+from amqtt.errors import AMQTTError
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session as MqttSession
+from amqtt.utils import gen_client_id
 
 from linli.core.db import Database
 from linli.iot.ingest import TOPIC_PREFIX
 
 log = logging.getLogger(__name__)
 SERVICE_USER = "linli-service"
+#: client ids with this prefix are reserved for the service account
+SERVICE_CLIENT_PREFIX = "linli-"
 
 _db: Database | None = None
 _service_password: str | None = None
+#: client id -> the user name that first logged in with it
+_client_owners: dict[str, str] = {}
 
 
 def service_password(secret_key: str) -> str:
@@ -55,11 +70,23 @@ class DeviceAuthPlugin(BaseAuthPlugin):
         password = raw.decode() if isinstance(raw, bytes | bytearray) else (raw or "")
         if not user or not password:
             return False
+        client_id = session.client_id or ""
+        owner = _client_owners.get(client_id)
+        if owner is not None and owner != user:
+            log.warning("MQTT client id %r refused to %r: it belongs to %r", client_id, user, owner)
+            return False
         if user == SERVICE_USER:
-            return _service_password is not None and hmac.compare_digest(
+            ok = _service_password is not None and hmac.compare_digest(
                 password, _service_password
             )
-        return await asyncio.to_thread(_check_device, user, password)
+        elif client_id.startswith(SERVICE_CLIENT_PREFIX):
+            log.warning("MQTT client id %r refused to device %r (reserved)", client_id, user)
+            return False
+        else:
+            ok = await asyncio.to_thread(_check_device, user, password)
+        if ok and client_id:
+            _client_owners.setdefault(client_id, user)
+        return ok
 
 
 class DeviceTopicPlugin(BaseTopicPlugin):
@@ -99,11 +126,127 @@ def broker_config(host: str, port: int) -> dict[str, Any]:
     }
 
 
+class _SnapshotDict(dict[str, Any]):
+    """A dict whose iteration runs over a copy: amqtt iterates its subscriptions around
+    ``await`` points (broadcast, retained messages on reconnection) while other clients
+    subscribe and unsubscribe."""
+
+    def __iter__(self) -> Any:
+        return iter(list(super().keys()))
+
+    def keys(self) -> Any:
+        return list(super().keys())
+
+    def items(self) -> Any:
+        return list(super().items())
+
+    def values(self) -> Any:
+        return list(super().values())
+
+
+class LinliBroker(Broker):
+    """amqtt's broker, with its subscriptions iterated over snapshots and credentials
+    checked before a CONNECT touches any existing session.
+
+    amqtt 0.12 iterates ``self._subscriptions`` while awaiting inside the loop, so a client
+    subscribing at that moment raised "dictionary changed size during iteration" and the
+    message being broadcast was lost. ``_run_broadcast`` below is amqtt's own, over copies.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        subs: dict[str, Any] = self._subscriptions  # type: ignore[has-type]
+        self._subscriptions = _SnapshotDict(subs)
+
+    async def _initialize_client_session(
+        self,
+        reader: ReaderAdapter,
+        writer: WriterAdapter,
+        remote_address: str,
+        remote_port: int,
+    ) -> tuple[BrokerProtocolHandler, MqttSession]:
+        """amqtt's own, with a refusal of bad credentials before anything else happens."""
+        try:
+            handler, client_session = await BrokerProtocolHandler.init_from_connect(
+                reader, writer, self.plugins_manager
+            )
+        except Exception as exc:
+            self.logger.warning(
+                "cannot read CONNECT from %s:%s: %s", remote_address, remote_port, exc
+            )
+            await writer.close()
+            raise AMQTTError(exc) from exc
+        if not await self._authenticate(client_session, None):
+            client_session.parent = 0
+            handler.attach(client_session, reader, writer)
+            try:
+                await handler.mqtt_connack_authorize(False)
+            finally:
+                await writer.close()
+            raise AMQTTError(f"{remote_address}:{remote_port} not authorised")
+        if client_session.clean_session:
+            if client_session.client_id:
+                await self._delete_session(client_session.client_id)
+            else:
+                client_session.client_id = gen_client_id()
+            client_session.parent = 0
+        elif client_session.client_id in self._sessions:
+            existing, _ = self._sessions[client_session.client_id]
+            existing.will_flag = client_session.will_flag
+            existing.will_message = client_session.will_message
+            existing.will_topic = client_session.will_topic
+            existing.will_qos = client_session.will_qos
+            existing.keep_alive = client_session.keep_alive
+            existing.username = client_session.username
+            existing.password = client_session.password
+            client_session = existing
+            client_session.parent = 1
+        else:
+            client_session.parent = 0
+        delay = self.config.get("timeout-disconnect-delay", 0)
+        if client_session.keep_alive > 0 and isinstance(delay, int):
+            client_session.keep_alive += delay
+        return handler, client_session
+
+    async def _run_broadcast(self, running_tasks: Any) -> None:
+        broadcast = await self._broadcast_queue.get()
+        for k_filter, subscriptions in list(self._subscriptions.items()):
+            if not self._matches(broadcast["topic"], k_filter):
+                continue
+            for target_session, sub_qos in list(subscriptions):
+                qos = broadcast.get("qos", sub_qos)
+                sendable = await self._topic_filtering(
+                    target_session, topic=broadcast["topic"], action=Action.RECEIVE
+                )
+                if not sendable:
+                    continue
+                state = target_session.transitions.state
+                if (
+                    state != "connected"
+                    and not target_session.clean_session
+                    and qos in (1, 2)
+                    and not target_session.is_anonymous
+                ):
+                    await self._retain_broadcast_message(broadcast, qos, target_session)
+                    continue
+                if state != "connected":
+                    continue
+                handler = self._get_handler(target_session)
+                if handler:
+                    task = asyncio.ensure_future(
+                        handler.mqtt_publish(
+                            broadcast["topic"], broadcast["data"], qos, retain=False
+                        )
+                    )
+                    running_tasks.append(task)
+
+
 async def start_broker(db: Database, secret_key: str, host: str, port: int) -> Broker:
     global _db, _service_password
     _db = db
     _service_password = service_password(secret_key)
-    broker = Broker(broker_config(host, port))
+    _client_owners.clear()
+    broker = LinliBroker(broker_config(host, port))
     await broker.start()
     log.info("embedded MQTT broker listening on %s:%s", host, port)
     return broker

@@ -2,27 +2,38 @@
 
 QoS 1 end to end with manual acknowledgement: a message is acknowledged to the broker only
 after the batch that contains it has been committed, and the session is persistent
-(clean_session false), so a crash at any point loses nothing — the broker redelivers every
+(clean session false), so a crash at any point loses nothing — the broker redelivers every
 unacknowledged message, and the unique (device, metric, ts) key stores it exactly once.
+
+The connection is :class:`linli.iot.wire.WireClient` (a lean MQTT 3.1.1 client: chunked
+reads, one write for a whole batch of acknowledgements). Messages wait in memory for the
+ingestion thread; past ``max_pending`` the client stops reading and TCP flow control makes
+the broker hold the rest. The broker must let enough messages be in flight unacknowledged
+(Mosquitto: ``max_inflight_messages 0`` or several thousand) — with Mosquitto's default of
+20, every batch holds at most 20 messages. See docs/devices.md.
+
+Several ingesters (``python -m linli.iot.worker``) can share the load with a shared
+subscription (``share_group``): the broker hands each message to one of them.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
-import paho.mqtt.client as mqtt
+from sqlalchemy import event
+from sqlalchemy.orm import Session, object_session
 
 from linli.core.db import Database, utcnow
 from linli.iot import service
-from linli.iot.ingest import TOPIC_PREFIX, Ingestor, IngestStats, Message
+from linli.iot.ingest import TOPIC_PREFIX, Ingestor, IngestStats
 from linli.iot.models import Command, Device
+from linli.iot.wire import InMessage, WireClient
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +56,24 @@ class BrokerAddress:
         u = urlparse(url if "://" in url else f"mqtt://{url}")
         if u.scheme not in ("mqtt", "tcp"):
             raise ValueError(f"unsupported MQTT URL scheme {u.scheme!r} (use mqtt://host:port)")
-        return cls(u.hostname or "127.0.0.1", u.port or 1883, u.username, u.password)
+        return cls(
+            u.hostname or "127.0.0.1",
+            u.port or 1883,
+            unquote(u.username) if u.username else None,
+            unquote(u.password) if u.password else None,
+        )
+
+
+def subscriptions(share_group: str | None = None) -> list[tuple[str, int]]:
+    if not share_group:
+        return list(SUBSCRIPTIONS)
+    return [(f"$share/{share_group}/{topic}", qos) for topic, qos in SUBSCRIPTIONS]
 
 
 class MqttIngest:
-    """Subscribe, batch, ingest, acknowledge. Runs in background threads."""
+    """Subscribe, batch, ingest, acknowledge. Runs in two background threads (network and
+    ingestion); the ingestion thread also runs the heartbeat sweep every ``sweep_every``
+    seconds, between batches."""
 
     def __init__(
         self,
@@ -57,138 +81,193 @@ class MqttIngest:
         broker: BrokerAddress,
         *,
         client_id: str = "linli-ingest",
-        batch_size: int = 2000,
+        batch_size: int = 5000,
         max_wait: float = 0.05,
         sweep_every: float = 5.0,
         ingestor: Ingestor | None = None,
+        share_group: str | None = None,
+        max_pending: int = 50_000,
+        keepalive: int = 30,
     ) -> None:
         self.db = db
         self.broker = broker
         self.batch_size = batch_size
         self.max_wait = max_wait
         self.sweep_every = sweep_every
-        self.ingestor = ingestor or Ingestor(db)
-        self.queue: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.max_pending = max_pending
+        # device counters and last-seen times: written at most every 2 s per device
+        self.ingestor = ingestor or Ingestor(db, seen_interval=2.0)
         self.totals = IngestStats()
-        self.connected = threading.Event()
+        self.batches = 0
+        self._pending: deque[tuple[float, int, list[InMessage]]] = deque()
+        self._pending_count = 0
+        self._cond = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+        self._sweeper = True
+        self.client = WireClient(
+            broker.host,
+            broker.port,
             client_id=client_id,
+            subscriptions=subscriptions(share_group),
+            on_messages=self._on_messages,
             clean_session=False,
-            protocol=mqtt.MQTTv311,
-            manual_ack=True,
+            username=broker.username,
+            password=broker.password,
+            keepalive=keepalive,
+            paused=self._paused,
         )
-        self.client.max_inflight_messages_set(1000)
-        self.client.max_queued_messages_set(0)
-        if broker.username:
-            self.client.username_pw_set(broker.username, broker.password)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(0.5, 10)
 
-    # -- paho callbacks (network thread) ----------------------------------------------------
+    @property
+    def connected(self) -> threading.Event:
+        return self.client.connected
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
-        if getattr(rc, "is_failure", False):
-            log.error("MQTT connection refused: %s", rc)
-            return
-        client.subscribe(SUBSCRIPTIONS)
-        self.connected.set()
-        log.info("MQTT ingestion connected to %s:%s", self.broker.host, self.broker.port)
+    @property
+    def pending(self) -> int:
+        """Messages received and not yet committed."""
+        return self._pending_count
 
-    def _on_disconnect(self, *_a: Any) -> None:
-        self.connected.clear()
+    # -- network thread ----------------------------------------------------------------------
 
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self.queue.put(msg)
+    def _on_messages(self, generation: int, messages: list[InMessage]) -> None:
+        with self._cond:
+            self._pending.append((time.monotonic(), generation, messages))
+            self._pending_count += len(messages)
+            self._cond.notify()
 
-    # -- worker ------------------------------------------------------------------------------
+    def _paused(self) -> bool:
+        return self._pending_count >= self.max_pending
 
-    def _drain(self) -> list[mqtt.MQTTMessage]:
-        batch: list[mqtt.MQTTMessage] = []
-        try:
-            batch.append(self.queue.get(timeout=0.5))
-        except queue.Empty:
+    # -- ingestion thread --------------------------------------------------------------------
+
+    def _take(self, timeout: float) -> list[tuple[int, list[InMessage]]]:
+        """The next batch: up to ``batch_size`` messages, once the oldest waited ``max_wait``
+        (or the batch is full). Empty after ``timeout`` without messages."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._stop.is_set():
+                    return []
+                now = time.monotonic()
+                if self._pending:
+                    ready_at = self._pending[0][0] + self.max_wait
+                    if self._pending_count >= self.batch_size or now >= ready_at:
+                        break
+                    self._cond.wait(ready_at - now)
+                    continue
+                if now >= deadline:
+                    return []
+                self._cond.wait(deadline - now)
+            batch: list[tuple[int, list[InMessage]]] = []
+            room = self.batch_size
+            while self._pending and room > 0:
+                arrived, gen, msgs = self._pending[0]
+                if len(msgs) <= room:
+                    self._pending.popleft()
+                    batch.append((gen, msgs))
+                    room -= len(msgs)
+                else:
+                    batch.append((gen, msgs[:room]))
+                    self._pending[0] = (arrived, gen, msgs[room:])
+                    room = 0
             return batch
-        deadline = time.monotonic() + self.max_wait
-        while len(batch) < self.batch_size:
-            try:
-                batch.append(self.queue.get_nowait())
-            except queue.Empty:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    batch.append(self.queue.get(timeout=left))
-                except queue.Empty:
-                    break
-        return batch
+
+    def _release(self, count: int) -> None:
+        with self._cond:
+            self._pending_count -= count
 
     def _work(self) -> None:
+        next_sweep = time.monotonic() + (self.sweep_every if self._sweeper else 1e12)
         while not self._stop.is_set():
-            batch = self._drain()
-            if not batch:
-                continue
-            now = utcnow()
-            msgs = [Message(m.topic, m.payload, now) for m in batch]
-            while not self._stop.is_set():
-                try:
-                    stats = self.ingestor.process(msgs)
-                    break
-                except Exception:  # database down: keep the messages, retry, ack nothing
-                    log.exception("ingestion batch failed; retrying")
-                    time.sleep(1.0)
+            wait = max(0.0, min(0.5, next_sweep - time.monotonic()))
+            batch = self._take(wait)
+            if batch:
+                self._ingest(batch)
             else:
-                return
-            self._add(stats)
-            for m in batch:  # acknowledged only after the commit
-                if m.qos > 0:
-                    self.client.ack(m.mid, m.qos)
+                self._flush()
+            if self._sweeper and time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + self.sweep_every
+                try:
+                    self.ingestor.sweep()
+                except Exception:
+                    log.exception("heartbeat sweep failed")
 
-    def _add(self, st: IngestStats) -> None:
-        t = self.totals
-        t.messages += st.messages
-        t.accepted += st.accepted
-        t.samples += st.samples
-        t.duplicates += st.duplicates
-        t.rejected += st.rejected
-        t.alarms_raised += st.alarms_raised
-        t.alarms_cleared += st.alarms_cleared
+    def _flush(self) -> None:
+        try:
+            self.ingestor.flush()
+        except Exception:
+            log.exception("writing device counters failed")
 
-    def _sweeper(self) -> None:
-        while not self._stop.wait(self.sweep_every):
+    def _ingest(self, batch: list[tuple[int, list[InMessage]]]) -> None:
+        items = [(m[0], m[1]) for _gen, msgs in batch for m in msgs]
+        delay = 0.5
+        while True:
             try:
-                self.ingestor.sweep()
-                self.ingestor.invalidate()
-            except Exception:
-                log.exception("sweep failed")
+                stats = self.ingestor.process_raw(items, utcnow())
+                break
+            except Exception:  # database down: keep the messages, retry, acknowledge nothing
+                log.exception("ingestion batch of %d messages failed; retrying", len(items))
+                if self._stop.wait(delay):
+                    return
+                delay = min(delay * 2, 10.0)
+        self.totals.add(stats, keep_rejections=100)
+        self.batches += 1
+        for gen, msgs in batch:  # acknowledged only after the commit, in the order received
+            self.client.ack(gen, [m[3] for m in msgs if m[2]])
+        self._release(len(items))
 
     # -- commands ------------------------------------------------------------------------------
 
     def send_command(self, device: Device, cmd: Command) -> bool:
+        """Publish a command (QoS 1) once the transaction that records it commits — a quick
+        device must find the command when its acknowledgement comes back — and not at all if
+        it rolls back. True when the broker connection is up (a QoS 1 publish made while it
+        is down is sent on reconnection)."""
+        topic = f"{TOPIC_PREFIX}{device.key}/commands"
         payload = json.dumps({"id": cmd.id, "name": cmd.name, "params": cmd.params})
-        info = self.client.publish(f"{TOPIC_PREFIX}{device.key}/commands", payload, qos=1)
-        return info.rc == mqtt.MQTT_ERR_SUCCESS
+        session = object_session(cmd)
+        if session is None or not session.in_transaction():
+            return self.client.publish(topic, payload, qos=1) or self.client.connected.is_set()
+
+        done = [False]
+
+        def committed(_s: Session) -> None:
+            if not done[0]:
+                done[0] = True
+                self.client.publish(topic, payload, qos=1)
+
+        def rolled_back(_s: Session) -> None:
+            done[0] = True
+
+        event.listen(session, "after_commit", committed)
+        event.listen(session, "after_rollback", rolled_back)
+        return self.client.connected.is_set()
 
     # -- life cycle ------------------------------------------------------------------------------
 
-    def start(self, *, sweeper: bool = True) -> None:
-        self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
-        self.client.loop_start()
-        names = [("ingest", self._work)] + ([("sweep", self._sweeper)] if sweeper else [])
-        for name, target in names:
-            t = threading.Thread(target=target, name=f"linli-mqtt-{name}", daemon=True)
-            t.start()
-            self._threads.append(t)
-        service.set_command_sender(self.send_command)
+    def start(self, *, sweeper: bool = True, commands: bool = True) -> None:
+        self._sweeper = sweeper
+        self._stop.clear()
+        self.client.start()
+        t = threading.Thread(target=self._work, name="linli-mqtt-ingest", daemon=True)
+        t.start()
+        self._threads.append(t)
+        if commands:
+            service.set_command_sender(self.send_command)
+
+    def wait_connected(self, timeout: float = 10.0) -> bool:
+        return self.client.wait_connected(timeout)
 
     def stop(self) -> None:
+        """Finish the batch in hand, then disconnect. Messages not yet committed stay with
+        the broker (persistent session) and come back on the next start."""
         self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
         for t in self._threads:
-            t.join(timeout=5)
-        self.client.loop_stop()
-        self.client.disconnect()
-        service.set_command_sender(None)
+            t.join(timeout=10)
+        self._threads.clear()
+        self._flush()
+        self.client.stop()
+        if service._sender == self.send_command:
+            service.set_command_sender(None)

@@ -18,6 +18,7 @@ Condition kinds (JSON, stored in ``Rule.condition``):
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,14 +34,19 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     "!=": operator.ne,
 }
 KINDS = ("threshold", "duration", "rate", "missing", "all", "any")
+MAX_SECONDS = 30 * 86400
 
 
 class RuleError(ValueError):
     """A condition that cannot be evaluated (shown to the staff member who wrote it)."""
 
 
-def validate_condition(cond: Mapping[str, Any], metrics: Iterable[str] | None = None) -> None:
+def validate_condition(cond: Any, metrics: Iterable[str] | None = None) -> None:
+    """Raise :class:`RuleError` (a message for the person who wrote the rule) unless ``cond``
+    is a condition this engine can evaluate; ``metrics`` are the profile's metric keys."""
     known = set(metrics) if metrics is not None else None
+    if not isinstance(cond, Mapping):
+        raise RuleError("a condition is a JSON object")
     kind = cond.get("kind")
     if kind not in KINDS:
         raise RuleError(f"unknown rule kind {kind!r}; use one of {', '.join(KINDS)}")
@@ -48,6 +54,8 @@ def validate_condition(cond: Mapping[str, Any], metrics: Iterable[str] | None = 
         subs = cond.get("conditions")
         if not isinstance(subs, list) or not subs:
             raise RuleError("a combination needs a non-empty list of conditions")
+        if len(subs) > 20:
+            raise RuleError("a combination takes 20 conditions at most")
         for sub in subs:
             if not isinstance(sub, Mapping) or sub.get("kind") != "threshold":
                 raise RuleError("combinations take threshold conditions")
@@ -56,13 +64,16 @@ def validate_condition(cond: Mapping[str, Any], metrics: Iterable[str] | None = 
     if kind == "missing":
         if not _positive(cond.get("seconds")):
             raise RuleError("'seconds' must be a positive number")
+        if cond["seconds"] > MAX_SECONDS:
+            raise RuleError("'seconds' is 30 days at most")
         return
     metric = cond.get("metric")
     if not isinstance(metric, str) or not metric:
         raise RuleError("'metric' is required")
     if known is not None and metric not in known:
         raise RuleError(f"the profile has no metric {metric!r}")
-    if cond.get("op") not in OPS:
+    op = cond.get("op")
+    if op not in OPS:
         raise RuleError(f"'op' must be one of {' '.join(OPS)}")
     if kind == "rate":
         if not _number(cond.get("per_minute")):
@@ -70,14 +81,26 @@ def validate_condition(cond: Mapping[str, Any], metrics: Iterable[str] | None = 
         return
     if not _number(cond.get("value")):
         raise RuleError("'value' must be a number")
-    if "clear" in cond and not _number(cond["clear"]):
-        raise RuleError("'clear' must be a number")
-    if kind == "duration" and not _positive(cond.get("seconds")):
-        raise RuleError("'seconds' must be a positive number")
+    if "clear" in cond:
+        clear, value = cond["clear"], cond["value"]
+        if not _number(clear):
+            raise RuleError("'clear' must be a number")
+        if op in ("==", "!="):
+            raise RuleError("'clear' applies to <, <=, > and >= only")
+        # the clear level lies on the safe side of the threshold, or the alarm would flap
+        if op in (">", ">=") and clear > value:
+            raise RuleError("with > or >=, 'clear' must not be above 'value'")
+        if op in ("<", "<=") and clear < value:
+            raise RuleError("with < or <=, 'clear' must not be below 'value'")
+    if kind == "duration":
+        if not _positive(cond.get("seconds")):
+            raise RuleError("'seconds' must be a positive number")
+        if cond["seconds"] > MAX_SECONDS:
+            raise RuleError("'seconds' is 30 days at most")
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _positive(v: Any) -> bool:
@@ -106,18 +129,23 @@ class CompiledRule:
     condition: dict[str, Any]
     severity: str
     message: str | None = None
+    _metrics: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        c = self.condition
+        if c["kind"] in ("all", "any"):
+            self._metrics = frozenset(s["metric"] for s in c["conditions"])
+        elif c["kind"] == "missing":
+            self._metrics = frozenset()
+        else:
+            self._metrics = frozenset((c["metric"],))
 
     @property
     def kind(self) -> str:
         return str(self.condition["kind"])
 
-    def metrics(self) -> set[str]:
-        c = self.condition
-        if c["kind"] in ("all", "any"):
-            return {s["metric"] for s in c["conditions"]}
-        if c["kind"] == "missing":
-            return set()
-        return {c["metric"]}
+    def metrics(self) -> frozenset[str]:
+        return self._metrics
 
 
 @dataclass
@@ -147,6 +175,17 @@ class RuleEngine:
     def mark_active(self, rule_id: int, device_id: int) -> None:
         self.states.setdefault((rule_id, device_id), _State()).active = True
 
+    def sync_active(self, open_alarms: set[tuple[int, int]]) -> None:
+        """Align the active flags with the open alarms (rule id, device id) in the database:
+        an alarm cleared by hand lets its rule raise again, and several ingesters sharing
+        the same devices converge."""
+        for key, st in self.states.items():
+            if st.active and key not in open_alarms:
+                st.active = False
+                st.pending_since = None
+        for rule_id, device_id in open_alarms:
+            self.mark_active(rule_id, device_id)
+
     def evaluate(
         self, device_id: int, rules: list[CompiledRule], samples: list[tuple[str, datetime, float]]
     ) -> list[Transition]:
@@ -161,7 +200,7 @@ class RuleEngine:
                 if kind == "missing":
                     continue
                 if kind in ("all", "any"):
-                    if metric not in rule.metrics():
+                    if metric not in rule._metrics:
                         continue
                     t = self._combo(rule, device_id, latest, ts)
                 elif c["metric"] != metric:

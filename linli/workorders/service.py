@@ -545,3 +545,15 @@ def assignable_users(s: Session, ctx: Ctx) -> list[tuple[User, list[str]]]:
             roles.setdefault(g.user_id, []).append(g.role)
     users = s.scalars(select(User).where(User.id.in_(list(roles))).order_by(User.display_name))
     return [(u, roles[u.id]) for u in users]
+
+
+def requested_by_me(s: Session, ctx: Ctx, limit: int = 200) -> list[WorkOrder]:
+    """The orders raised by the calling resident (their own demands and reports)."""
+    user = ctx.principal.user
+    if user is None or user.resident_id is None:
+        return []
+    q = select(WorkOrder).where(
+        WorkOrder.community_id == ctx.community_id,
+        WorkOrder.requester_resident_id == user.resident_id,
+    )
+    return list(s.scalars(q.order_by(WorkOrder.id.desc()).limit(limit)))

@@ -60,6 +60,8 @@ def _server_env(data_dir: Path) -> dict[str, str]:
         LINLI_DATA_DIR=str(data_dir),
         LINLI_DATABASE_URL=f"sqlite:///{data_dir / 'linli.db'}",
         LINLI_CONFIG=str(data_dir / "no-such-linli.toml"),
+        # the embedded MQTT broker on a port of its own (1883 is Mosquitto's on CI machines)
+        LINLI_MQTT_LISTEN=f"127.0.0.1:{_free_port()}",
         PYTHONUNBUFFERED="1",
     )
     return env
