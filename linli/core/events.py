@@ -126,8 +126,11 @@ class Subscription:
             return
         if self.loop is None:
             self._put_nowait(event)
-        else:
+            return
+        try:
             self.loop.call_soon_threadsafe(self._put_nowait, event)
+        except RuntimeError:  # the subscriber's loop is closed: it will not read any more
+            self.closed = True
 
     def _put_nowait(self, event: Event) -> None:
         try:
@@ -156,6 +159,8 @@ class InProcessBus:
             loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
+        if loop is not None and (loop.is_closed() or not loop.is_running()):
+            loop = None  # a stale loop left registered in this thread: feed the queue directly
         sub = Subscription(loop=loop)
         with self._lock:
             self._subs.add(sub)

@@ -142,7 +142,7 @@ class Server:
         _stop(self._serve)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The demo in a temporary data directory, served on a free port (``web`` waits for it)."""
     _need(CHROMIUM.exists(), f"{CHROMIUM} not found: `make system-deps` installs chromium")
@@ -155,7 +155,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         srv.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(server: Server) -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
@@ -167,7 +167,7 @@ def browser(server: Server) -> Iterator[Any]:
         b.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def login_states() -> dict[str, Any]:
     """The cookies of each demo user's first log-in; later tests reuse them."""
     return {}
