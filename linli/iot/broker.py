@@ -6,10 +6,11 @@ logs in with a service account whose password is derived from the server's secre
 
 A client id belongs to the first account that logs in with it, and ids starting with
 ``linli-`` are the service's: a device cannot take over another device's session, nor the
-ingestion's. :class:`LinliBroker` fixes two amqtt 0.12 flaws: the broadcast loop raced with
-new subscriptions, and a CONNECT was applied to an existing session (clean-session deletion,
+ingestion's. :class:`LinliBroker` fixes three amqtt 0.12 flaws: the broadcast loop raced
+with new subscriptions; a CONNECT was applied to an existing session (clean-session deletion,
 user name, will, handler) *before* its credentials were checked — an anonymous client could
-silently stop ingestion by connecting with the service's client id.
+silently stop ingestion by connecting with the service's client id; and QoS 1 messages a
+client published just before disconnecting were acknowledged but never delivered.
 """
 
 from __future__ import annotations
@@ -157,6 +158,25 @@ class LinliBroker(Broker):
         super().__init__(*args, **kwargs)
         subs: dict[str, Any] = self._subscriptions  # type: ignore[has-type]
         self._subscriptions = _SnapshotDict(subs)
+
+    async def _handle_disconnect(
+        self,
+        client_session: MqttSession,
+        handler: BrokerProtocolHandler,
+        disconnect_waiter: asyncio.Future[Any],
+    ) -> None:
+        """Broadcast what the client published before leaving, then let amqtt end it.
+
+        amqtt acknowledges a QoS 1 PUBLISH, queues it, and broadcasts it from the client's
+        loop — which stops at DISCONNECT: a device that publishes and disconnects at once
+        (as battery devices do) lost the messages still queued, already acknowledged."""
+        queue = client_session.delivered_message_queue
+        loop = asyncio.get_running_loop()
+        while not queue.empty():
+            done: asyncio.Future[Any] = loop.create_future()
+            done.set_result(queue.get_nowait())
+            await self._handle_message_delivery(client_session, handler, done)
+        await super()._handle_disconnect(client_session, handler, disconnect_waiter)
 
     async def _initialize_client_session(
         self,

@@ -362,16 +362,16 @@ class Ingestor:
 
     def process(self, messages: Iterable[Message]) -> IngestStats:
         """Ingest messages in one transaction (each with its own reception time)."""
-        return self._run([(m.topic, m.payload, m.received_at) for m in messages])
+        return self._run([(m.topic, m.payload, m.received_at) for m in messages], None)
 
     def process_raw(
-        self, items: Sequence[tuple[str, bytes]], received_at: datetime | None = None
+        self, items: Sequence[Sequence[Any]], received_at: datetime | None = None
     ) -> IngestStats:
-        """Ingest (topic, payload) pairs received at the same moment, in one transaction."""
-        now = received_at or utcnow()
-        return self._run([(t, p, now) for t, p in items])
+        """Ingest messages received at the same moment, in one transaction: each item starts
+        with (topic, payload) — the MQTT client's tuples are taken as they are."""
+        return self._run(items, received_at or utcnow())
 
-    def _run(self, items: list[tuple[str, bytes, datetime]]) -> IngestStats:
+    def _run(self, items: Sequence[Sequence[Any]], received: datetime | None) -> IngestStats:
         stats = IngestStats()
         with self._lock:
             self._staged = None
@@ -381,7 +381,7 @@ class Ingestor:
                     self._load(s)
                     if self._needs_reload(items):
                         self._load(s, force=True)
-                    self._process(s, items, stats)
+                    self._process(s, items, stats, received)
             except Exception:
                 # a device deleted meanwhile, a rule changed…: start the retry from fresh
                 self.invalidate()
@@ -417,11 +417,12 @@ class Ingestor:
         raw.execute("PRAGMA wal_autocheckpoint = 8000")
         self._tuned.add(id(raw))
 
-    def _needs_reload(self, items: list[tuple[str, bytes, datetime]]) -> bool:
+    def _needs_reload(self, items: Sequence[Sequence[Any]]) -> bool:
         if time.monotonic() - self._loaded_at < 1.0:
             return False
         topics = self._topics
-        for topic, _p, _r in items:
+        for item in items:
+            topic = item[0]
             if topic in topics:
                 continue
             parsed = parse_topic(topic)
@@ -457,7 +458,11 @@ class Ingestor:
             counts[dev.id] += 1
 
     def _process(
-        self, s: Session, items: list[tuple[str, bytes, datetime]], stats: IngestStats
+        self,
+        s: Session,
+        items: Sequence[Sequence[Any]],
+        stats: IngestStats,
+        fixed_received: datetime | None,
     ) -> None:
         rows: _Rows = {}
         rejected: dict[int, int] = defaultdict(int)
@@ -467,16 +472,19 @@ class Ingestor:
         acks: list[tuple[_Device, dict[str, Any]]] = []
         fmt = self._fmt
         loads = _loads
+        topics_get = self._topics.get
         fromtimestamp = datetime.fromtimestamp
-        ts_keys: dict[float, tuple[datetime, Any]] = {}
         rec_epoch: dict[datetime, float] = {}
         n_accepted = 0
 
         def reject(dev: _Device | None, rej: Rejection) -> None:
             self._reject(s, stats, topic, payload, received, dev, rej, rejected)
 
-        for topic, payload, received in items:
-            route = self._route(topic)
+        for item in items:
+            topic = item[0]
+            payload = item[1]
+            received = fixed_received or item[2]
+            route = topics_get(topic) or self._route(topic)
             if route is None:
                 parsed = parse_topic(topic)
                 if parsed is None:
@@ -529,11 +537,8 @@ class Ingestor:
                 if not (rec - _MAX_PAST_S <= epoch <= rec + _MAX_FUTURE_S):
                     reject(dev, _ts_rejection(raw_ts, epoch, rec))
                     continue
-                hit = ts_keys.get(epoch)
-                if hit is None:
-                    ts = fromtimestamp(epoch, UTC)
-                    hit = ts_keys[epoch] = (ts, fmt(ts))
-                ts, tkey = hit
+                ts = fromtimestamp(epoch, UTC)
+                tkey = fmt(ts)
             else:
                 parsed_ts = _parse_ts(raw_ts, received)
                 if isinstance(parsed_ts, Rejection):
@@ -631,7 +636,7 @@ class Ingestor:
             try:
                 cur.executemany(
                     "INSERT INTO telemetry (device_id, metric, ts, value) VALUES (?,?,?,?)",
-                    [(d, m, k, vt[0]) for (d, m, k), vt in rows.items()],
+                    sorted((d, m, k, vt[0]) for (d, m, k), vt in rows.items()),
                 )
             except sqlite3.IntegrityError:
                 nested.rollback()
@@ -656,7 +661,7 @@ class Ingestor:
                 returned.extend(cur.fetchall())
         else:
             keys = list(rows)
-            params = (
+            pg_params = (
                 [k[0] for k in keys],
                 [k[1] for k in keys],
                 [k[2] for k in keys],
@@ -671,13 +676,13 @@ class Ingestor:
             # rows to read back); otherwise again, with RETURNING, from a savepoint
             nested = s.begin_nested()
             cur = self._cursor(s)
-            cur.execute(sql, params)
+            cur.execute(sql, pg_params)
             if cur.rowcount == len(keys):
                 nested.commit()
                 return rows
             nested.rollback()
             cur = self._cursor(s)
-            cur.execute(sql + " RETURNING device_id, metric, ts", params)
+            cur.execute(sql + " RETURNING device_id, metric, ts", pg_params)
             returned = cur.fetchall()
         if len(returned) == len(rows):
             return rows

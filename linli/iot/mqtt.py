@@ -81,12 +81,12 @@ class MqttIngest:
         broker: BrokerAddress,
         *,
         client_id: str = "linli-ingest",
-        batch_size: int = 5000,
+        batch_size: int = 10_000,
         max_wait: float = 0.05,
         sweep_every: float = 5.0,
         ingestor: Ingestor | None = None,
         share_group: str | None = None,
-        max_pending: int = 50_000,
+        max_pending: int = 100_000,
         keepalive: int = 30,
     ) -> None:
         self.db = db
@@ -199,7 +199,7 @@ class MqttIngest:
             log.exception("writing device counters failed")
 
     def _ingest(self, batch: list[tuple[int, list[InMessage]]]) -> None:
-        items = [(m[0], m[1]) for _gen, msgs in batch for m in msgs]
+        items = batch[0][1] if len(batch) == 1 else [m for _gen, msgs in batch for m in msgs]
         delay = 0.5
         while True:
             try:

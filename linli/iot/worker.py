@@ -56,7 +56,9 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("LINLI_MQTT_SHARE_GROUP") or None,
         help="join a shared subscription group to split the load with other workers",
     )
-    p.add_argument("--batch-size", type=int, default=5000, help="messages per transaction")
+    p.add_argument(
+        "--batch-size", type=int, default=10_000, help="messages per transaction at most"
+    )
     p.add_argument(
         "--max-wait", type=float, default=0.05, help="seconds a message may wait for a batch"
     )
