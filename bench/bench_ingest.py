@@ -443,6 +443,25 @@ def run_phase(
     load0 = os.getloadavg()[0]
     cpu0 = cpu_seconds(args.pids)
     probes.start()
+    spy = None
+    if os.environ.get("LINLI_BENCH_PYSPY"):  # profile the ingesting process during the phase
+        spy = subprocess.Popen(
+            [
+                os.environ["LINLI_BENCH_PYSPY"],
+                "record",
+                "-p",
+                str(next(iter(args.pids.values()))),
+                "-o",
+                f"/tmp/linli-pyspy-{spec['rate'] or 'full'}.txt",
+                "-f",
+                "raw",
+                "-d",
+                "12",
+                "--threads",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     pub.go()
     expected = spec["messages"] * spec["metrics"]
     samples: list[tuple[float, int]] = []
@@ -458,6 +477,8 @@ def run_phase(
             raise SystemExit(f"ingestion stalled at {n} of {expected} rows")
     times = pub.result()
     cpu1 = cpu_seconds(args.pids)
+    if spy is not None:
+        spy.wait(60)
     probes.stop()
     time.sleep(1.5)  # the last alarms reach the stream
     sse.stop()
@@ -485,13 +506,29 @@ def run_phase(
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
-    """User + system CPU seconds of the processes (from /proc)."""
-    out = {}
+    """User + system CPU seconds of the processes (from /proc); with PostgreSQL, also of all
+    its server processes together (``postgres``, including any other client's work)."""
+    out: dict[str, float] = {}
     tick = os.sysconf("SC_CLK_TCK")
-    for name, pid in pids.items():
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            out[name] = (int(fields[11]) + int(fields[12])) / tick
+
+    def cpu(pid: int | str) -> tuple[str, float]:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        return name, (int(fields[11]) + int(fields[12])) / tick
+
+    for label, pid in pids.items():
+        with contextlib.suppress(OSError, ValueError):
+            out[label] = cpu(pid)[1]
+    if pids.get("postgres"):
+        total = 0.0
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, ValueError):
+                    name, seconds = cpu(entry.name)
+                    if name == "postgres":
+                        total += seconds
+        out["postgres"] = total
     return out
 
 
@@ -574,8 +611,10 @@ def ingestion(
             else {f"worker{i}": p.pid for i, p in enumerate(procs[1:])}
         )
         args.pids["mosquitto"] = args.broker_pid
+        if url.startswith("postgresql"):
+            args.pids["postgres"] = -1  # every postgres process
         progress = telemetry_rows(url, info["main_ids"])
-        results = []
+        results: list[dict[str, Any]] = []
         for phase in phases:
             spec = {**phase, "t0": time.time() - 200 + len(results)}
             results.append(run_phase(args, port, base, info, spec, progress))

@@ -159,24 +159,49 @@ class LinliBroker(Broker):
         subs: dict[str, Any] = self._subscriptions  # type: ignore[has-type]
         self._subscriptions = _SnapshotDict(subs)
 
+    async def _forward_pending(self, session: MqttSession) -> None:
+        """Broadcast the messages ``session`` published that amqtt has acknowledged but not
+        broadcast yet. The queue is emptied first, without yielding, so the client loop's
+        own reader cannot take a message and drop it while this runs."""
+        queue = session.delivered_message_queue
+        pending = []
+        while not queue.empty():
+            pending.append(queue.get_nowait())
+        for msg in pending:
+            topic = getattr(msg, "topic", None)
+            if not topic or "#" in topic or "+" in topic or topic.startswith("$"):
+                continue
+            if not await self._topic_filtering(session, topic=topic, action=Action.PUBLISH):
+                continue
+            await self._broadcast_message(session, topic, msg.data)
+            if msg.publish_packet is not None and msg.publish_packet.retain_flag:
+                await self.retain_message(session, topic, msg.data, msg.qos)
+
     async def _handle_disconnect(
         self,
         client_session: MqttSession,
         handler: BrokerProtocolHandler,
         disconnect_waiter: asyncio.Future[Any],
     ) -> None:
-        """Broadcast what the client published before leaving, then let amqtt end it.
-
-        amqtt acknowledges a QoS 1 PUBLISH, queues it, and broadcasts it from the client's
-        loop — which stops at DISCONNECT: a device that publishes and disconnects at once
-        (as battery devices do) lost the messages still queued, already acknowledged."""
-        queue = client_session.delivered_message_queue
-        loop = asyncio.get_running_loop()
-        while not queue.empty():
-            done: asyncio.Future[Any] = loop.create_future()
-            done.set_result(queue.get_nowait())
-            await self._handle_message_delivery(client_session, handler, done)
+        """amqtt acknowledges a QoS 1 PUBLISH, queues it, and broadcasts it from the client's
+        loop — which stops at DISCONNECT: a device that publishes and leaves at once (as
+        battery devices do) lost the acknowledged messages still queued."""
+        await self._forward_pending(client_session)
         await super()._handle_disconnect(client_session, handler, disconnect_waiter)
+
+    async def _delete_session(self, client_id: str) -> None:
+        """A clean-session reconnection deletes the previous session: forward what it
+        published first (amqtt cleared the queue, losing acknowledged messages)."""
+        old = self._sessions.get(client_id, (None, None))[0]
+        if old is not None:
+            await self._forward_pending(old)
+        await super()._delete_session(client_id)
+
+    async def _cleanup_session(self, client_id: str) -> None:
+        old = self._sessions.get(client_id, (None, None))[0]
+        if old is not None:
+            await self._forward_pending(old)
+        await super()._cleanup_session(client_id)
 
     async def _initialize_client_session(
         self,

@@ -96,7 +96,8 @@ class MqttIngest:
         self.sweep_every = sweep_every
         self.max_pending = max_pending
         # device counters and last-seen times: written at most every 2 s per device
-        self.ingestor = ingestor or Ingestor(db, seen_interval=2.0)
+        # (rules, devices and open alarms re-read every 10 s and at each heartbeat sweep)
+        self.ingestor = ingestor or Ingestor(db, cache_seconds=10.0, seen_interval=2.0)
         self.totals = IngestStats()
         self.batches = 0
         self._pending: deque[tuple[float, int, list[InMessage]]] = deque()

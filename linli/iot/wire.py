@@ -418,11 +418,13 @@ class WireClient:
                 if not self._send(PINGREQ_PACKET, generation):
                     return
                 ping_sent = now
-            if keepalive and ping_sent and now - ping_sent > keepalive:
-                raise TimeoutError("no answer to PINGREQ")
             if paused is not None and paused():
+                # not reading: the PINGRESP waits in the socket, do not count it missing
+                ping_sent = 0.0
                 self._stop.wait(0.005)
                 continue
+            if keepalive and ping_sent and now - ping_sent > keepalive:
+                raise TimeoutError("no answer to PINGREQ")
             if not pending_data:
                 ready, _, _ = select.select([sock], [], [], 0.25)
                 if not ready:

@@ -401,3 +401,89 @@ def test_worker_connects_to_the_embedded_broker_with_the_service_account(db, emb
         "ingest",
         "p@ss",
     )
+
+
+def test_embedded_broker_keeps_what_devices_publish_just_before_leaving(
+    db, make_devices, ingests, embedded, tag
+):
+    """Battery devices connect, publish and disconnect at once, then reconnect with a clean
+    session: amqtt acknowledged those messages and dropped them."""
+    import json
+    import socket
+
+    from linli.iot.wire import connect_packet, publish_packet
+
+    port = embedded
+    devs = make_devices(*[(f"bin{i}-{tag}", "bin_level") for i in range(5)])
+    start_ingest(db, ingests, service_address(port), "linli-ingest")
+    t0 = time.time() - 60
+    n = 30
+
+    def burst(key: str, secret: str, rnd: int) -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(connect_packet(f"dev-{key}", username=key, password=secret))
+            assert sock.recv(4) == b"\x20\x02\x00\x00"
+            sock.sendall(
+                b"".join(
+                    publish_packet(
+                        f"linli/devices/{key}/telemetry",
+                        json.dumps({"ts": t0 + rnd * 10 + i * 0.1, "values": {"fill": i}}).encode(),
+                        1,
+                        i + 1,
+                    )
+                    for i in range(n)
+                )
+            )
+            got = b""
+            while len(got) < 4 * n:  # every PUBACK, then leave at once
+                chunk = sock.recv(4096)
+                assert chunk
+                got += chunk
+            sock.sendall(b"\xe0\x00")
+
+    threads = [
+        threading.Thread(target=lambda k=k, s=s: [burst(k, s, r) for r in range(2)])
+        for k, (_i, s) in devs.items()
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    ids = [i for i, _s in devs.values()]
+
+    def stored() -> int:
+        with db.session() as s:
+            return s.scalar(select(func.count()).where(Telemetry.device_id.in_(ids))) or 0
+
+    wait_until(lambda: stored() == 5 * 2 * n, 20, "every acknowledged message")
+
+
+def test_a_failing_database_keeps_the_messages_until_it_is_back(
+    db, make_devices, ingests, tag, monkeypatch
+):
+    """Nothing is acknowledged while batches fail; they are retried until they commit."""
+    require_system_broker()
+    key = f"meter-{tag}"
+    dev_id = make_devices((key, "water_meter"))[key][0]
+    ing = start_ingest(db, ingests, BrokerAddress(*SYSTEM_BROKER), f"linli-test-{tag}")
+    real = ing.ingestor.process_raw
+    failures = []
+
+    def flaky(items, received_at=None):  # type: ignore[no-untyped-def]
+        if len(failures) < 2:
+            failures.append(len(items))
+            raise ConnectionError("database down")
+        return real(items, received_at)
+
+    monkeypatch.setattr(ing.ingestor, "process_raw", flaky)
+    meter = DeviceClient(SYSTEM_BROKER[1], key)
+    assert meter.connect()
+    try:
+        t0 = time.time() - 30
+        for i in range(10):
+            meter.publish("telemetry", {"ts": t0 + i, "values": {"flow": float(i)}}, wait=False)
+        wait_until(lambda: telemetry_count(db, dev_id) == 10, 20, "the messages, after retries")
+    finally:
+        meter.close()
+    assert len(failures) == 2 and ing.totals.duplicates == 0
+    wait_until(lambda: ing.pending == 0, 10, "the acknowledgements")
