@@ -2,6 +2,8 @@
 
     python scripts/i18n.py extract   # linli/locale/messages.pot from the code and templates
     python scripts/i18n.py update    # merge it into linli/locale/zh_CN/LC_MESSAGES/messages.po
+                                     # (messages translated in a domain's own catalog, such as
+                                     # LC_MESSAGES/waste.po, are left to that file)
     python scripts/i18n.py check     # exit 1 listing untranslated or mismatched messages
 
 English is the source language (the msgids); ``zh_CN`` must be complete. The ``.po`` files are
@@ -24,7 +26,9 @@ from babel.messages.pofile import write_po  # noqa: E402
 from linli.core.i18n_extract import (  # noqa: E402
     LOCALE_DIR,
     TRANSLATED,
+    domain_translated,
     extract,
+    load_main_po,
     load_po,
     po_path,
     problems,
@@ -69,8 +73,11 @@ def cmd_update(args: argparse.Namespace) -> int:
     template = extract()
     _write(template, POT)
     for lang in args.lang or TRANSLATED:
-        catalog = load_po(lang)
+        catalog = load_main_po(lang)
         catalog.update(template, no_fuzzy_matching=True, update_header_comment=True)
+        for key in domain_translated(lang):  # kept in a domain's own catalog
+            if (msg := catalog.get(key[0], context=key[1])) is not None and not msg.string:
+                catalog.delete(key[0], context=key[1])
         _write(catalog, po_path(lang))
         missing = sum(1 for m in catalog if m.id and not m.string)
         print(f"{po_path(lang).relative_to(ROOT)}: {len(catalog)} messages, {missing} untranslated")

@@ -1,6 +1,7 @@
 """English and Simplified Chinese through gettext catalogs (``linli/locale``).
 
-The catalogs are ``.po`` files compiled in memory at start-up with Babel, so no binary
+The catalogs are ``.po`` files (``messages.po`` plus one per domain that keeps its own, e.g.
+``waste.po``) compiled in memory at start-up with Babel, so no binary
 ``.mo`` file has to be built or committed. The language of the current request lives in a
 context variable; ``_()`` translates into it.
 """
@@ -14,6 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
@@ -24,13 +26,37 @@ DEFAULT_LANGUAGE = "zh_CN"
 _current: ContextVar[str] = ContextVar("linli_language", default=DEFAULT_LANGUAGE)
 
 
+def catalog_files(lang: str) -> list[Path]:
+    """``messages.po`` first, then each domain's own catalog (``vehicles.po``, ``waste.po``…)."""
+    folder = LOCALE_DIR / lang / "LC_MESSAGES"
+    main = folder / "messages.po"
+    extra = sorted(p for p in folder.glob("*.po") if p != main) if folder.is_dir() else []
+    return ([main] if main.is_file() else []) + extra
+
+
+def read_catalog(lang: str) -> Catalog:
+    """All catalogs of ``lang`` merged; the first non-empty, non-fuzzy translation wins."""
+    merged = Catalog(locale=lang, domain="messages")
+    for path in catalog_files(lang):
+        with path.open("rb") as fh:
+            part = read_po(fh, locale=lang)
+        for msg in part:
+            if not msg.id or msg.fuzzy:
+                continue
+            strings = msg.string if isinstance(msg.string, tuple) else (msg.string,)
+            if not all(strings):
+                continue
+            have = merged.get(msg.id, context=msg.context)
+            if have is None or not have.string:
+                merged.add(msg.id, msg.string, context=msg.context, flags=msg.flags)
+    return merged
+
+
 @cache
 def translations(lang: str) -> _gettext.NullTranslations:
-    po = LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po"
-    if lang == "en" or not po.is_file():
+    if lang == "en" or not catalog_files(lang):
         return _gettext.NullTranslations()
-    with po.open("rb") as fh:
-        catalog = read_po(fh, locale=lang)
+    catalog = read_catalog(lang)
     buf = io.BytesIO()
     write_mo(buf, catalog)
     buf.seek(0)

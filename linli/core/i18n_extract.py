@@ -117,11 +117,36 @@ def po_path(lang: str) -> Path:
 
 
 def load_po(lang: str) -> Catalog:
+    """Every catalog of ``lang`` merged (``messages.po`` and the domains' own ``*.po``)."""
+    from linli.core.i18n import read_catalog
+
+    return read_catalog(lang)
+
+
+def load_main_po(lang: str) -> Catalog:
+    """``messages.po`` alone, as ``scripts/i18n.py update`` rewrites it."""
     path = po_path(lang)
     if not path.is_file():
         return Catalog(locale=lang, domain=DOMAIN)
     with path.open("rb") as fh:
         return read_po(fh, locale=lang)
+
+
+def domain_translated(lang: str) -> set[tuple[str, str | None]]:
+    """(msgid, context) translated in a domain's own catalog, not in ``messages.po``."""
+    from linli.core.i18n import catalog_files
+
+    out: set[tuple[str, str | None]] = set()
+    for path in catalog_files(lang):
+        if path == po_path(lang):
+            continue
+        with path.open("rb") as fh:
+            for msg in read_po(fh, locale=lang):
+                if msg.id and msg.string and not msg.fuzzy:
+                    out.add(
+                        (_first(tuple(msg.id) if isinstance(msg.id, list) else msg.id), msg.context)
+                    )
+    return out
 
 
 def directives(text: str) -> tuple[list[str], int]:

@@ -44,6 +44,18 @@ class Perm(StrEnum):
     ACCESS_ADMIT = "access.admit"  # guards: admit a person by hand, with a reason
     ACCESS_LOG_READ = "access.log_read"  # who passed where (every look-up audited)
     VISITORS_MANAGE = "visitors.manage"  # register visitors (residents: their own)
+    VEHICLES_READ = "vehicles.read"  # vehicle log, parking occupancy, guard queue
+    VEHICLES_MANAGE = "vehicles.manage"  # vehicles, permits, gates, plate watch list
+    VEHICLES_CONFIRM = "vehicles.confirm"  # guards: confirm or reject a low-confidence read
+    SAFETY_READ = "safety.read"  # cameras, video events, care board
+    SAFETY_MANAGE = "safety.manage"  # cameras, zones, lines, analytics settings
+    WATCHLIST_READ = "watchlist.read"  # key-person / plate watch list and its matches (audited)
+    WATCHLIST_MANAGE = "watchlist.manage"  # add, authorise, end watch-list entries
+    CARE_READ = "care.read"  # elderly-care board and alarms (grid workers: own grid)
+    CARE_MANAGE = "care.manage"  # enrol people in care, consent, thresholds
+    WASTE_READ = "waste.read"  # stations, bins, deposits, statistics
+    WASTE_MANAGE = "waste.manage"  # stations, bins, hours, voice texts, inspection
+    WASTE_DEPOSIT = "waste.deposit"  # terminals (API tokens): report deposits
 
 
 _ALL = frozenset(Perm)
@@ -52,6 +64,17 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.PLATFORM_ADMIN: _ALL,
     Role.STAFF: frozenset(
         {
+            Perm.VEHICLES_READ,
+            Perm.VEHICLES_MANAGE,
+            Perm.VEHICLES_CONFIRM,
+            Perm.SAFETY_READ,
+            Perm.SAFETY_MANAGE,
+            Perm.WATCHLIST_READ,
+            Perm.WATCHLIST_MANAGE,
+            Perm.CARE_READ,
+            Perm.CARE_MANAGE,
+            Perm.WASTE_READ,
+            Perm.WASTE_MANAGE,
             Perm.ACCESS_READ,
             Perm.ACCESS_MANAGE,
             Perm.ACCESS_ADMIT,
@@ -80,6 +103,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     # grid workers see residents of the buildings in their own grids only
     Role.GRID_WORKER: frozenset(
         {
+            Perm.CARE_READ,
+            Perm.WASTE_READ,
             Perm.CONSULTATION_READ,
             Perm.COMMUNITY_READ,
             Perm.PEOPLE_READ,
@@ -92,6 +117,13 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     ),
     Role.PROPERTY_MANAGER: frozenset(
         {
+            Perm.VEHICLES_READ,
+            Perm.VEHICLES_MANAGE,
+            Perm.VEHICLES_CONFIRM,
+            Perm.SAFETY_READ,
+            Perm.WASTE_READ,
+            Perm.WASTE_MANAGE,
+            Perm.WASTE_DEPOSIT,
             Perm.ACCESS_READ,
             Perm.ACCESS_MANAGE,
             Perm.ACCESS_ADMIT,
@@ -115,6 +147,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     ),
     Role.SECURITY_GUARD: frozenset(
         {
+            Perm.VEHICLES_READ,
+            Perm.VEHICLES_CONFIRM,
+            Perm.SAFETY_READ,
+            Perm.WATCHLIST_READ,
             Perm.ACCESS_READ,
             Perm.ACCESS_ADMIT,
             Perm.ACCESS_LOG_READ,

@@ -1,0 +1,29 @@
+"""Community safety: cameras, video events, key-person watchlist, elderly care
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-25
+
+Tables of the safety domain (see linli/safety/models.py).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+import linli.core.db  # noqa: F401
+
+revision: str = '0006'
+down_revision: str | None = '0005'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
