@@ -10,6 +10,10 @@ from sqlalchemy.orm import Session
 
 from linli.access import service
 from linli.core import events
+from linli.core.i18n import N_
+from linli.iot.service import register_alarm_kind
+
+register_alarm_kind("access_flow", N_("Unusual flow of people"))
 
 EMITTED = (
     "access.entry.granted",

@@ -1284,17 +1284,17 @@ def check_flow(
         "usual": round(mean, 1),
         "kind": kind,
     }
-    message = (
-        f"Unusual flow of people at the gates {details['hour']}: {current} passages, "
-        f"usually about {mean:.0f}"
-    )
     _alarm, created = iot.raise_alarm(
         s,
         community_id=community_id,
         dedup_key=f"access.flow.{details['hour']}",
         kind="access_flow",
         severity="warning",
-        message=message,
+        message=N_(
+            "Unusual flow of people at the gates %(hour)s: %(count)s passages, "
+            "usually about %(usual)s"
+        ),
+        params={"hour": details["hour"], "count": current, "usual": f"{mean:.0f}"},
         source="access",
         value=float(current),
         details=details,

@@ -85,7 +85,11 @@ class Settings(BaseSettings):
         return self.data_dir / "files"
 
     def prepare(self) -> Settings:
-        """Create the data directory and generate missing secrets (0600). Returns self."""
+        """Create the data directory and generate missing secrets (0600), and make the default
+        language the one texts written for everyone are stored in. Returns self."""
+        from linli.core.i18n import set_platform_language
+
+        set_platform_language(self.default_language)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.secret_key:
             self.secret_key = _load_or_create_secret(self.data_dir / "secret_key", 32)

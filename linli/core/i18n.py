@@ -94,6 +94,20 @@ def get_language() -> str:
     return _current.get()
 
 
+_platform_language = DEFAULT_LANGUAGE
+
+
+def set_platform_language(lang: str) -> None:
+    """The language of texts written down for everyone (alarm messages, work-order titles):
+    ``Settings.default_language``, set when the app or a worker starts."""
+    global _platform_language
+    _platform_language = normalise(lang) or DEFAULT_LANGUAGE
+
+
+def platform_language() -> str:
+    return _platform_language
+
+
 def gettext(message: str, **params: Any) -> str:
     text = translations(_current.get()).gettext(message)
     return text % params if params else text
@@ -114,6 +128,23 @@ def ngettext(singular: str, plural: str, n: int, **params: Any) -> str:
 def translate_in(lang: str, message: str, **params: Any) -> str:
     text = translations(lang).gettext(message)
     return text % params if params else text
+
+
+def render_in(lang: str, message: str, params: dict[str, Any]) -> str:
+    """A stored message (msgid + parameters) in ``lang``; parameters whose name ends in
+    ``_msg`` are msgids themselves (a built-in rule's name) and are translated too."""
+    tr = translations(lang)
+    values = {
+        k: tr.gettext(v) if k.endswith("_msg") and isinstance(v, str) else v
+        for k, v in params.items()
+    }
+    text = tr.gettext(message)
+    return text % values if values else text
+
+
+def render(message: str, params: dict[str, Any]) -> str:
+    """:func:`render_in` the current request's language."""
+    return render_in(_current.get(), message, params)
 
 
 def N_(message: str) -> str:

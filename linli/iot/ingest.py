@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from linli.core import audit, events
 from linli.core.db import Database, utcnow
+from linli.core.i18n import N_
 from linli.iot import service
 from linli.iot.models import DeadLetter, Device, DeviceProfile, Rule
 from linli.iot.rules import CompiledRule, RuleEngine, Transition
@@ -273,11 +274,7 @@ class Ingestor:
         self._loaded_at = 0.0
 
     def _load(self, s: Session, *, force: bool = False) -> None:
-        if (
-            not force
-            and self._devices
-            and time.monotonic() - self._loaded_at < self.cache_seconds
-        ):
+        if not force and self._devices and time.monotonic() - self._loaded_at < self.cache_seconds:
             return
         profiles = {p.id: p for p in s.scalars(select(DeviceProfile))}
         all_rules = [
@@ -820,11 +817,7 @@ class Ingestor:
         last_written = self._seen_written
         ids = set(accepted) | set(rejected) | set(status) | set(heard)
         if pending:
-            ids.update(
-                d
-                for d in pending
-                if force or now - last_written.get(d, -1e18) >= interval
-            )
+            ids.update(d for d in pending if force or now - last_written.get(d, -1e18) >= interval)
         if not ids:
             return
         params: list[tuple[int, int, int, Any, bool | None]] = []
@@ -907,12 +900,16 @@ class Ingestor:
             return
         key = f"rule:{rule.id}:device:{dev.id}"
         if t.action == "raise":
-            message = rule.message or f"{dev.name}: {rule.name}"
+            params: dict[str, Any] | None = None
+            if rule.message:
+                message = rule.message
+            else:
+                message = N_("%(device)s: %(rule_msg)s")
+                params = {"device": dev.name, "rule_msg": rule.name}
             wo = None
             if rule.create_work_order:
                 wo = {
                     "category": rule.category,
-                    "title": message,
                     "description": f"{rule.name} ({dev.key})",
                     "building_id": dev.building_id,
                     "location": dev.location,
@@ -929,6 +926,7 @@ class Ingestor:
                 value=t.value,
                 at=t.at,
                 work_order=wo,
+                params=params,
             )
             stats.alarms_raised += int(created)
         else:

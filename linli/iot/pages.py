@@ -146,9 +146,19 @@ def describe_condition(cond: Any) -> str:
     return text
 
 
+def _alarm_helpers() -> dict[str, Any]:
+    return {
+        "labels": LABELS,
+        "rule_titles": RULE_TITLES,
+        "alarm_kind": service.alarm_kind_title,
+        "alarm_text": service.alarm_text,
+    }
+
+
 def _page(request: Request, s: Session, ctx: Ctx, template: str, **extra: Any) -> Response:
     request.state.principal = ctx.principal
     status = extra.pop("status", 200)
+    extra.update(_alarm_helpers())
     extra.update(
         community=people.get_community(s, ctx),
         labels=LABELS,
@@ -418,7 +428,7 @@ def alarms_page(
     if request.headers.get("hx-request") or request.query_params.get("fragment"):
         request.state.principal = ctx.principal
         return render(
-            request, "iot_alarm_rows.html", {**data, "labels": LABELS, "rule_titles": RULE_TITLES}
+            request, "iot_alarm_rows.html", {**data, **_alarm_helpers()}
         )
     return _page(request, s, ctx, "iot_alarms.html", **data)
 
@@ -446,7 +456,7 @@ def alarm_action(
         request.state.principal = ctx.principal
         data = _alarm_rows(s, ctx, show)
         return render(
-            request, "iot_alarm_rows.html", {**data, "labels": LABELS, "rule_titles": RULE_TITLES}
+            request, "iot_alarm_rows.html", {**data, **_alarm_helpers()}
         )
     return RedirectResponse(f"/c/{ctx.community_id}/iot/alarms?show={show}", status_code=303)
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from linli.core import audit, events
 from linli.core.db import utcnow
 from linli.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from linli.core.i18n import platform_language, render, render_in
 from linli.core.roles import Perm
 from linli.core.security import token_hash, token_matches
 from linli.core.web import Ctx
@@ -271,11 +272,21 @@ def raise_alarm(
     at: datetime | None = None,
     work_order: dict[str, Any] | None = None,
     details: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
 ) -> tuple[Alarm, bool]:
     """Raise an alarm, or count one more occurrence of the open alarm with the same key.
     Returns (alarm, created). With ``work_order`` (category, title…) a work order is opened
-    for a new alarm. Every module raises its alarms here (cameras, care, waste, flow…)."""
+    for a new alarm. Every module raises its alarms here (cameras, care, waste, flow…).
+
+    With ``params`` the ``message`` is a msgid marked with ``N_()`` and ``%(name)s``
+    placeholders: the stored text (and a work order's default title) is rendered in the
+    platform's default language, and pages show it in each reader's language through
+    :func:`alarm_text`. A message without ``params`` is stored as given."""
     at = at or utcnow()
+    details = dict(details or {})
+    if params is not None:
+        details["msg"] = {"id": message, "params": params}
+        message = render_in(platform_language(), message, params)
     open_alarm = s.scalar(
         select(Alarm).where(
             Alarm.community_id == community_id,
@@ -300,7 +311,7 @@ def raise_alarm(
         value=value,
         started_at=at,
         last_seen_at=at,
-        details=details or {},
+        details=details,
     )
     s.add(alarm)
     s.flush()
@@ -330,13 +341,41 @@ def raise_alarm(
     return alarm, True
 
 
+#: alarm kind -> its title (a msgid); each domain registers the kinds it raises
+ALARM_KINDS: dict[str, str] = {}
+
+
+def register_alarm_kind(kind: str, title: str) -> None:
+    """Name an alarm kind for the console: ``register_alarm_kind("care.inactive",
+    N_("No sign of activity"))`` at import time of the domain that raises it."""
+    ALARM_KINDS[kind] = title
+
+
+def alarm_kind_title(kind: str) -> str:
+    """The title of an alarm kind in the reader's language (a rule's name for rule alarms)."""
+    from linli.core.i18n import gettext
+
+    return gettext(ALARM_KINDS.get(kind, kind))
+
+
+def alarm_text(a: Alarm) -> str:
+    """The alarm's message in the reader's language when it was raised with ``params``."""
+    msg = (a.details or {}).get("msg")
+    if isinstance(msg, dict) and isinstance(msg.get("id"), str):
+        try:
+            return render(msg["id"], dict(msg.get("params") or {}))
+        except (KeyError, ValueError, TypeError):
+            return a.message
+    return a.message
+
+
 def alarm_payload(a: Alarm) -> dict[str, Any]:
     return {
         "id": a.id,
         "kind": a.kind,
         "severity": a.severity,
         "status": a.status,
-        "message": a.message,
+        "message": alarm_text(a),
         "device_id": a.device_id,
         "value": a.value,
         "started_at": a.started_at.isoformat(),
