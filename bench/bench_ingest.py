@@ -277,8 +277,8 @@ def setup_database(url: str, n_devices: int, n_probes: int) -> dict[str, Any]:
 
 
 def telemetry_rows(url: str, main_ids: tuple[int, int]) -> Any:
-    """progress(): the telemetry table's max id (cheap); progress(exact=True): the rows of the
-    main devices (not the probes)."""
+    """progress(): the samples stored so far, from the 1-hour roll-ups (a small table, cheap);
+    progress(exact=True): the raw rows of the main devices (not the probes)."""
     from sqlalchemy import create_engine, text
 
     e = create_engine(url)
@@ -288,7 +288,8 @@ def telemetry_rows(url: str, main_ids: tuple[int, int]) -> Any:
             if exact:
                 q = text("SELECT count(*) FROM telemetry WHERE device_id BETWEEN :a AND :b")
                 return int(c.execute(q, {"a": main_ids[0], "b": main_ids[1]}).scalar() or 0)
-            return int(c.execute(text("SELECT max(id) FROM telemetry")).scalar() or 0)
+            q = text("SELECT sum(count) FROM telemetry_rollups WHERE period = 'h'")
+            return int(c.execute(q).scalar() or 0)
 
     return progress
 

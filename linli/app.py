@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from http import HTTPStatus
 from pathlib import Path
@@ -213,8 +214,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
-async def _start_mqtt(settings: Settings, db: Database) -> tuple[Any, Any]:
-    """The embedded broker (unless an external one is configured) and the ingestion client."""
+async def _start_mqtt(settings: Settings, db: Database, ingestor: Any = None) -> tuple[Any, Any]:
+    """The embedded broker (unless an external one is configured) and the ingestion client.
+    The client uses the app's ingestor, the one HTTP ingestion uses too: one rule state per
+    device whichever way its messages come (the ingestor serialises its batches)."""
     from linli.iot.broker import SERVICE_USER, service_password, start_broker
     from linli.iot.mqtt import BrokerAddress, MqttIngest
 
@@ -239,7 +242,7 @@ async def _start_mqtt(settings: Settings, db: Database) -> tuple[Any, Any]:
             SERVICE_USER,
             service_password(settings.secret_key or ""),
         )
-    ingest = MqttIngest(db, address)
+    ingest = MqttIngest(db, address, ingestor=ingestor)
     ingest.start()
     return broker, ingest
 
@@ -248,15 +251,29 @@ async def _periodic(
     db: Database, settings: Settings, files: FileStore, every: float = 60.0
 ) -> None:
     """Housekeeping that any replica may do: escalate overdue work orders, purge old access
-    snapshots, compare the flow of people with past days."""
+    snapshots, compare the flow of people with past days; hourly, the telemetry retention."""
     from linli.access.service import housekeeping
+    from linli.iot.service import purge_telemetry
     from linli.workorders.service import escalate_overdue
 
+    last_purge = 0.0
+
     def once() -> None:
+        nonlocal last_purge
         with db.session() as s:
             escalate_overdue(s)
         with db.session() as s:
             housekeeping(s, settings, files)
+        if time.monotonic() - last_purge >= 3600:
+            with db.session() as s:
+                purge_telemetry(
+                    s,
+                    raw_days=settings.telemetry_raw_days,
+                    minute_days=settings.telemetry_minute_days,
+                    hour_days=settings.telemetry_hour_days,
+                    dead_letter_days=settings.dead_letter_days,
+                )
+            last_purge = time.monotonic()
 
     while True:
         try:
@@ -288,7 +305,9 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
             tasks.append(asyncio.create_task(dispatcher.run_forever()))
             tasks.append(asyncio.create_task(_periodic(db, settings, app.state.files)))
             if settings.mqtt_enabled:
-                broker, ingest = await _start_mqtt(settings, db)
+                from linli.iot.api import get_ingestor
+
+                broker, ingest = await _start_mqtt(settings, db, get_ingestor(app)[0])
                 app.state.mqtt = ingest
         try:
             yield

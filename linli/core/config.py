@@ -57,6 +57,18 @@ class Settings(BaseSettings):
     smtp_from: str = "linli@localhost"
     keep_enrollment_photos: bool = False
     snapshot_retention_days: int = 30
+    telemetry_raw_days: int = Field(
+        default=30, ge=1, description="days raw device samples are kept (roll-ups stay longer)"
+    )
+    telemetry_minute_days: int = Field(
+        default=180, ge=1, description="days 1-minute roll-ups are kept"
+    )
+    telemetry_hour_days: int = Field(
+        default=0, ge=0, description="days 1-hour roll-ups are kept (0: for ever)"
+    )
+    dead_letter_days: int = Field(
+        default=30, ge=1, description="days rejected device messages are kept for inspection"
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -102,7 +102,11 @@ def get_ingestor(app: FastAPI) -> tuple[Ingestor, threading.Lock]:
             ing = getattr(app.state, "ingestor", None)
             if ing is None:
                 db: Database = app.state.db
-                ing = Ingestor(db)
+                settings = getattr(app.state, "settings", None)
+                # with MQTT, the client's heartbeat sweep writes deferred device counters
+                # every few seconds; without it, HTTP batches write them at once
+                mqtt = bool(settings is not None and settings.mqtt_enabled)
+                ing = Ingestor(db, cache_seconds=10.0, seen_interval=2.0 if mqtt else 0.0)
                 app.state.ingestor = ing
             lock = getattr(app.state, "ingest_lock", None)
             if lock is None:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -72,13 +73,14 @@ class Device(Base):
 
 
 class Telemetry(Base):
-    """Raw samples. (device, metric, ts) is unique, which makes redelivery harmless."""
+    """Raw samples, keyed by (device, metric, time): a redelivered sample is harmless. No
+    surrogate id and no foreign key on this hottest of tables (see migration 0008): the
+    service removes a device's samples with it, the retention job removes old ones."""
 
     __tablename__ = "telemetry"
-    __table_args__ = (UniqueConstraint("device_id", "metric", "ts"),)
+    __table_args__ = (PrimaryKeyConstraint("device_id", "metric", "ts", name="pk_telemetry_key"),)
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    device_id: Mapped[int] = mapped_column(Integer)
     metric: Mapped[str] = mapped_column(String(40))
     ts: Mapped[datetime] = mapped_column(UTCDateTime)
     value: Mapped[float] = mapped_column(Float)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, delete, func, select
 from sqlalchemy.orm import Session
 
 from linli.core import audit, events
@@ -488,8 +489,22 @@ def series(
             .order_by(Telemetry.ts)
         )
         pts = [[t.isoformat(), v, v, v] for t, v in s.execute(q)]
-        return {"resolution": "raw", "points": pts[-max_points * 4 :]}
+        if pts:
+            return {"resolution": "raw", "points": pts[-max_points * 4 :]}
+        # older than the raw retention (or nothing yet): the roll-ups may still have it
     period = "m" if span <= 3 * 86400 else "h"
+    return _rollup_series(s, device_id, metric, start, end, max_points, period)
+
+
+def _rollup_series(
+    s: Session,
+    device_id: int,
+    metric: str,
+    start: datetime,
+    end: datetime,
+    max_points: int,
+    period: str,
+) -> dict[str, Any]:
     q2 = (
         select(
             TelemetryRollup.bucket,
@@ -510,6 +525,8 @@ def series(
         .order_by(TelemetryRollup.bucket)
     )
     rows = s.execute(q2).all()
+    if not rows and period == "m":  # past the 1-minute retention: hours
+        return _rollup_series(s, device_id, metric, start, end, max_points, "h")
     step = max(1, len(rows) // max_points + (1 if len(rows) % max_points else 0))
     pts = []
     for i in range(0, len(rows), step):
@@ -524,6 +541,64 @@ def series(
             ]
         )
     return {"resolution": "1m" if period == "m" else "1h", "step": step, "points": pts}
+
+
+@dataclass
+class Purged:
+    raw: int = 0
+    minute: int = 0
+    hour: int = 0
+    dead_letters: int = 0
+
+
+def purge_telemetry(
+    s: Session,
+    *,
+    raw_days: int,
+    minute_days: int,
+    hour_days: int = 0,
+    dead_letter_days: int = 30,
+    now: datetime | None = None,
+) -> Purged:
+    """Retention: raw samples older than ``raw_days``, 1-minute roll-ups older than
+    ``minute_days``, 1-hour roll-ups older than ``hour_days`` (0 keeps them) and dead letters
+    older than ``dead_letter_days`` are deleted. Raw samples go one (device, metric) at a
+    time, each a range of the primary key, so no index on time alone is needed and no
+    statement holds many locks; the caller commits."""
+    now = now or utcnow()
+    out = Purged()
+    cuts = {"m": now - timedelta(days=minute_days)}
+    if hour_days > 0:
+        cuts["h"] = now - timedelta(days=hour_days)
+    raw_cut = now - timedelta(days=raw_days)
+    for device_id, metric in s.execute(select(LatestValue.device_id, LatestValue.metric)).all():
+        res = s.execute(
+            delete(Telemetry).where(
+                Telemetry.device_id == device_id,
+                Telemetry.metric == metric,
+                Telemetry.ts < raw_cut,
+            )
+        )
+        out.raw += res.rowcount or 0  # type: ignore[attr-defined]
+        for period, cut in cuts.items():
+            res = s.execute(
+                delete(TelemetryRollup).where(
+                    TelemetryRollup.device_id == device_id,
+                    TelemetryRollup.metric == metric,
+                    TelemetryRollup.period == period,
+                    TelemetryRollup.bucket < cut,
+                )
+            )
+            n = res.rowcount or 0  # type: ignore[attr-defined]
+            if period == "m":
+                out.minute += n
+            else:
+                out.hour += n
+    res = s.execute(
+        delete(DeadLetter).where(DeadLetter.received_at < now - timedelta(days=dead_letter_days))
+    )
+    out.dead_letters = res.rowcount or 0  # type: ignore[attr-defined]
+    return out
 
 
 def dead_letters(s: Session, ctx: Ctx, limit: int = 200) -> list[DeadLetter]:

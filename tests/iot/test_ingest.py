@@ -512,3 +512,56 @@ def test_raw_batches_and_large_volumes(db, fleet):
     minutes = rows(db, TelemetryRollup, TelemetryRollup.period == "m")
     assert sum(r.count for r in minutes) == 3000 and len(minutes) == 25
     assert device(db, fleet["bin-1"]).accepted_count == 3000
+
+
+def test_retention_purges_raw_then_minutes_and_charts_fall_back_to_roll_ups(db, fleet, world):
+    """Raw samples go after ``raw_days``, 1-minute roll-ups after ``minute_days``; a chart of
+    a range whose raw samples are gone is drawn from the roll-ups that remain."""
+    ing = Ingestor(db)
+    old = NOW - timedelta(days=5)
+    recent = NOW - timedelta(minutes=30)
+    ing.process(
+        [
+            tele("bin-1", {"fill": 10}, old, at=NOW),
+            tele("bin-1", {"fill": 30}, old + timedelta(seconds=20), at=NOW),
+            tele("bin-1", {"fill": 50}, recent, at=NOW),
+            tele("hydrant-1", {"pressure": 0.3}, old, at=NOW),
+        ]
+    )
+    bad = msg("bin-1", b"{oops", at=NOW - timedelta(days=40))
+    ing.process([bad])
+    assert count(db, Telemetry) == 4
+    with db.session() as s:
+        purged = service.purge_telemetry(
+            s, raw_days=2, minute_days=10, hour_days=0, dead_letter_days=30, now=NOW
+        )
+    assert (purged.raw, purged.minute, purged.hour, purged.dead_letters) == (3, 0, 0, 1)
+    assert [r.value for r in rows(db, Telemetry)] == [50.0]  # the recent one stays
+    # a 2-hour chart around the old samples: no raw rows left, the minute roll-up answers
+    with db.session() as s:
+        chart = service.series(
+            s,
+            system_ctx(world.a),
+            fleet["bin-1"],
+            "fill",
+            old - timedelta(hours=1),
+            old + timedelta(hours=1),
+        )
+    assert chart["resolution"] == "1m"
+    assert [p[1:] for p in chart["points"]] == [[20.0, 10.0, 30.0]]
+    # later the minute roll-ups go too (hours are kept for ever with hour_days=0)
+    with db.session() as s:
+        purged = service.purge_telemetry(s, raw_days=2, minute_days=3, hour_days=0, now=NOW)
+    assert purged.minute == 2 and purged.hour == 0
+    with db.session() as s:
+        chart = service.series(
+            s,
+            system_ctx(world.a),
+            fleet["bin-1"],
+            "fill",
+            old - timedelta(hours=1),
+            old + timedelta(hours=1),
+        )
+    assert chart["resolution"] == "1h"
+    assert [p[1:] for p in chart["points"]] == [[20.0, 10.0, 30.0]]
+    assert count(db, TelemetryRollup, TelemetryRollup.period == "h") == 3
