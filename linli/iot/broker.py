@@ -77,9 +77,7 @@ class DeviceAuthPlugin(BaseAuthPlugin):
             log.warning("MQTT client id %r refused to %r: it belongs to %r", client_id, user, owner)
             return False
         if user == SERVICE_USER:
-            ok = _service_password is not None and hmac.compare_digest(
-                password, _service_password
-            )
+            ok = _service_password is not None and hmac.compare_digest(password, _service_password)
         elif client_id.startswith(SERVICE_CLIENT_PREFIX):
             log.warning("MQTT client id %r refused to device %r (reserved)", client_id, user)
             return False

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -156,7 +157,18 @@ class Rule(Base):
 
 class Alarm(Base):
     __tablename__ = "iot_alarms"
-    __table_args__ = (Index("ix_alarms_comm_status", "community_id", "status"),)
+    __table_args__ = (
+        Index("ix_alarms_comm_status", "community_id", "status"),
+        # one open alarm per key, even with several ingesters raising at the same moment
+        Index(
+            "uq_alarms_open_key",
+            "community_id",
+            "dedup_key",
+            unique=True,
+            postgresql_where=text("status IN ('active', 'acknowledged')"),
+            sqlite_where=text("status IN ('active', 'acknowledged')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"))

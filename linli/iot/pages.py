@@ -427,9 +427,7 @@ def alarms_page(
     data = _alarm_rows(s, ctx, show)
     if request.headers.get("hx-request") or request.query_params.get("fragment"):
         request.state.principal = ctx.principal
-        return render(
-            request, "iot_alarm_rows.html", {**data, **_alarm_helpers()}
-        )
+        return render(request, "iot_alarm_rows.html", {**data, **_alarm_helpers()})
     return _page(request, s, ctx, "iot_alarms.html", **data)
 
 
@@ -455,9 +453,7 @@ def alarm_action(
     if request.headers.get("hx-request"):
         request.state.principal = ctx.principal
         data = _alarm_rows(s, ctx, show)
-        return render(
-            request, "iot_alarm_rows.html", {**data, **_alarm_helpers()}
-        )
+        return render(request, "iot_alarm_rows.html", {**data, **_alarm_helpers()})
     return RedirectResponse(f"/c/{ctx.community_id}/iot/alarms?show={show}", status_code=303)
 
 

@@ -171,6 +171,8 @@ class RuleEngine:
 
     states: dict[tuple[int, int], _State] = field(default_factory=dict)
     latest: dict[int, dict[str, float]] = field(default_factory=dict)
+    #: the time of the newest sample of each (device, metric) the rules have seen
+    newest: dict[int, dict[str, datetime]] = field(default_factory=dict)
 
     def mark_active(self, rule_id: int, device_id: int) -> None:
         self.states.setdefault((rule_id, device_id), _State()).active = True
@@ -189,10 +191,18 @@ class RuleEngine:
     def evaluate(
         self, device_id: int, rules: list[CompiledRule], samples: list[tuple[str, datetime, float]]
     ) -> list[Transition]:
-        """Feed samples (metric, ts, value) of one device in time order."""
+        """Feed samples (metric, ts, value) of one device in time order. A sample older than
+        one the rules already saw for that metric (it arrived late, from a gateway's buffer
+        say) is stored by the caller but does not drive the rules: the device's state is
+        what its newest readings say, so a late "normal" reading cannot clear an alarm."""
         out: list[Transition] = []
         latest = self.latest.setdefault(device_id, {})
+        newest = self.newest.setdefault(device_id, {})
         for metric, ts, value in samples:
+            seen = newest.get(metric)
+            if seen is not None and ts < seen:
+                continue
+            newest[metric] = ts
             latest[metric] = value
             for rule in rules:
                 c = rule.condition

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from linli.core import audit, events
@@ -314,8 +315,26 @@ def raise_alarm(
         last_seen_at=at,
         details=details,
     )
+    nested = s.begin_nested()
     s.add(alarm)
-    s.flush()
+    try:
+        s.flush()
+    except IntegrityError:
+        # another process opened the same alarm a moment ago (the partial unique index)
+        nested.rollback()
+        other = s.scalar(
+            select(Alarm).where(
+                Alarm.community_id == community_id,
+                Alarm.dedup_key == dedup_key,
+                Alarm.status.in_(("active", "acknowledged")),
+            )
+        )
+        if other is None:
+            raise
+        other.occurrences += 1
+        other.last_seen_at = at
+        return other, False
+    nested.commit()
     if work_order is not None:
         device = s.get(Device, device_id) if device_id else None
         wo = workorders.create_order(

@@ -152,9 +152,7 @@ def pubacks(pids: Iterable[int]) -> bytes:
 # -- decoding ----------------------------------------------------------------------------------
 
 
-def parse(
-    buf: bytearray, publishes: list[InMessage], others: list[tuple[int, int, bytes]]
-) -> int:
+def parse(buf: bytearray, publishes: list[InMessage], others: list[tuple[int, int, bytes]]) -> int:
     """Parse every complete packet at the start of ``buf``; returns how many bytes were used.
 
     Publishes go to ``publishes`` as (topic, payload, qos, packet id, dup); other packets to

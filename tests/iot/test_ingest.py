@@ -518,7 +518,7 @@ def test_retention_purges_raw_then_minutes_and_charts_fall_back_to_roll_ups(db, 
     """Raw samples go after ``raw_days``, 1-minute roll-ups after ``minute_days``; a chart of
     a range whose raw samples are gone is drawn from the roll-ups that remain."""
     ing = Ingestor(db)
-    old = NOW - timedelta(days=5)
+    old = (NOW - timedelta(days=5)).replace(second=0)
     recent = NOW - timedelta(minutes=30)
     ing.process(
         [
@@ -565,3 +565,40 @@ def test_retention_purges_raw_then_minutes_and_charts_fall_back_to_roll_ups(db, 
     assert chart["resolution"] == "1h"
     assert [p[1:] for p in chart["points"]] == [[20.0, 10.0, 30.0]]
     assert count(db, TelemetryRollup, TelemetryRollup.period == "h") == 3
+
+
+def test_the_database_keeps_one_open_alarm_per_key(db, world):
+    """raise_alarm checks for an open alarm first; the partial unique index makes that safe
+    between processes (several ingesters), and a cleared alarm does not block a new one."""
+    from sqlalchemy.exc import IntegrityError
+
+    def alarm(status):
+        return Alarm(
+            community_id=world.a,
+            dedup_key="camera:9:offline",
+            source="test",
+            kind="camera_offline",
+            severity="major",
+            message="x",
+            status=status,
+            started_at=NOW,
+            last_seen_at=NOW,
+            details={},
+        )
+
+    with db.session() as s:
+        s.add(alarm("cleared"))
+        s.add(alarm("active"))
+    with pytest.raises(IntegrityError), db.session() as s:
+        s.add(alarm("acknowledged"))
+    with db.session() as s:
+        first, created = service.raise_alarm(
+            s,
+            community_id=world.a,
+            dedup_key="camera:9:offline",
+            kind="camera_offline",
+            severity="major",
+            message="x",
+        )
+        assert not created and first.occurrences == 2
+    assert count(db, Alarm) == 2

@@ -75,9 +75,10 @@ def test_marked_active_state_does_not_raise_again_and_sync_follows_open_alarms()
     assert feed(e, [r], "leak", [1, 1]) == []
     # staff cleared the alarm by hand while the leak goes on: it is raised again
     e.sync_active(set())
-    assert feed(e, [r], "leak", [1]) == [(0, "raise")]
+    later = T0 + timedelta(minutes=1)
+    assert feed(e, [r], "leak", [1], start=later) == [(0, "raise")]
     e.sync_active({(1, DEV)})
-    assert feed(e, [r], "leak", [1, 0]) == [(1, "clear")]
+    assert feed(e, [r], "leak", [1, 0], start=later + timedelta(minutes=1)) == [(1, "clear")]
 
 
 # -- duration -------------------------------------------------------------------------------
@@ -102,8 +103,14 @@ def test_duration_raises_only_after_the_condition_held_long_enough():
 
 def test_duration_clear_needs_the_clear_level():
     r = rule(
-        {"kind": "duration", "metric": "pressure", "op": "<", "value": 0.14, "seconds": 20,
-         "clear": 0.18}
+        {
+            "kind": "duration",
+            "metric": "pressure",
+            "op": "<",
+            "value": 0.14,
+            "seconds": 20,
+            "clear": 0.18,
+        }
     )
     e = RuleEngine()
     values = [0.1, 0.1, 0.1, 0.15, 0.17, 0.13, 0.19]
@@ -258,3 +265,21 @@ def test_every_builtin_default_rule_is_valid():
     for _key, (_n, _zh, _cat, _interval, metrics, rules) in BUILTIN.items():
         for r in rules:
             validate_condition(r["condition"], [m["key"] for m in metrics])
+
+
+def test_a_late_sample_does_not_clear_or_raise():
+    """Readings that arrive after newer ones (a gateway's buffer) do not move the state."""
+    r = rule({"kind": "threshold", "metric": "fill", "op": ">=", "value": 90})
+    e = RuleEngine()
+    assert [t.action for t in e.evaluate(DEV, [r], [("fill", T0, 95.0)])] == ["raise"]
+    # an older, normal reading arrives late: still full
+    assert e.evaluate(DEV, [r], [("fill", T0 - timedelta(minutes=5), 40.0)]) == []
+    # a newer normal reading clears; then a late full one does not raise again
+    assert [
+        t.action for t in e.evaluate(DEV, [r], [("fill", T0 + timedelta(minutes=1), 40.0)])
+    ] == ["clear"]
+    assert e.evaluate(DEV, [r], [("fill", T0 + timedelta(seconds=30), 99.0)]) == []
+    # other metrics and other devices keep their own clocks
+    assert [
+        t.action for t in e.evaluate(DEV + 1, [r], [("fill", T0 - timedelta(hours=1), 91.0)])
+    ] == ["raise"]

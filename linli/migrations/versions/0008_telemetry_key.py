@@ -1,4 +1,5 @@
-"""Raw telemetry keyed by (device, metric, time): no surrogate id, no foreign key
+"""Raw telemetry keyed by (device, metric, time): no surrogate id, no foreign key; one open
+alarm per key
 
 Revision ID: 0008
 Revises: 0007
@@ -10,6 +11,7 @@ and the per-row foreign-key check cost the database server about 45 % of its ing
 (bench/bench_ingest_store.py). The key is now the primary key; a device's raw samples are
 removed by the service with the device (and by the retention job).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -19,44 +21,57 @@ from alembic import op
 
 import linli.core.db
 
-revision: str = '0008'
-down_revision: str | None = '0007'
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
     op.create_table(
-        'telemetry_new',
-        sa.Column('device_id', sa.Integer(), nullable=False),
-        sa.Column('metric', sa.String(length=40), nullable=False),
-        sa.Column('ts', linli.core.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column('value', sa.Float(), nullable=False),
-        sa.PrimaryKeyConstraint('device_id', 'metric', 'ts', name='pk_telemetry_key'),
+        "telemetry_new",
+        sa.Column("device_id", sa.Integer(), nullable=False),
+        sa.Column("metric", sa.String(length=40), nullable=False),
+        sa.Column("ts", linli.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("value", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("device_id", "metric", "ts", name="pk_telemetry_key"),
     )
     op.execute(
         "INSERT INTO telemetry_new (device_id, metric, ts, value) "
         "SELECT device_id, metric, ts, value FROM telemetry"
     )
-    op.drop_table('telemetry')
-    op.rename_table('telemetry_new', 'telemetry')
+    op.drop_table("telemetry")
+    op.rename_table("telemetry_new", "telemetry")
+    # one open alarm per key: the check in raise_alarm, made safe between processes
+    where = sa.text("status IN ('active', 'acknowledged')")
+    op.create_index(
+        "uq_alarms_open_key",
+        "iot_alarms",
+        ["community_id", "dedup_key"],
+        unique=True,
+        postgresql_where=where,
+        sqlite_where=where,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("uq_alarms_open_key", table_name="iot_alarms")
     op.create_table(
-        'telemetry_old',
-        sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-        sa.Column('device_id', sa.Integer(), nullable=False),
-        sa.Column('metric', sa.String(length=40), nullable=False),
-        sa.Column('ts', linli.core.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column('value', sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name='fk_telemetry_device_id_devices', ondelete='CASCADE'),
-        sa.PrimaryKeyConstraint('id', name='pk_telemetry'),
-        sa.UniqueConstraint('device_id', 'metric', 'ts', name='uq_telemetry_device_id'),
+        "telemetry_old",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("device_id", sa.Integer(), nullable=False),
+        sa.Column("metric", sa.String(length=40), nullable=False),
+        sa.Column("ts", linli.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("value", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["device_id"], ["devices.id"], name="fk_telemetry_device_id_devices", ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name="pk_telemetry"),
+        sa.UniqueConstraint("device_id", "metric", "ts", name="uq_telemetry_device_id"),
     )
     op.execute(
         "INSERT INTO telemetry_old (device_id, metric, ts, value) "
         "SELECT device_id, metric, ts, value FROM telemetry"
     )
-    op.drop_table('telemetry')
-    op.rename_table('telemetry_old', 'telemetry')
+    op.drop_table("telemetry")
+    op.rename_table("telemetry_old", "telemetry")
