@@ -75,8 +75,8 @@ class Device(Base):
 
 class Telemetry(Base):
     """Raw samples, keyed by (device, metric, time): a redelivered sample is harmless. No
-    surrogate id and no foreign key on this hottest of tables (see migration 0008): the
-    service removes a device's samples with it, the retention job removes old ones."""
+    surrogate id and no foreign key on this hottest of tables (see migration 0008): devices
+    are disabled, never deleted, and the retention job removes old samples."""
 
     __tablename__ = "telemetry"
     __table_args__ = (PrimaryKeyConstraint("device_id", "metric", "ts", name="pk_telemetry_key"),)

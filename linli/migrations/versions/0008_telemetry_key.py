@@ -8,8 +8,8 @@ Create Date: 2026-11-25
 The raw sample table is the hottest table of the product. Its natural key already made a
 redelivered sample harmless (a unique index); the extra id column, its sequence and index,
 and the per-row foreign-key check cost the database server about 45 % of its ingestion CPU
-(bench/bench_ingest_store.py). The key is now the primary key; a device's raw samples are
-removed by the service with the device (and by the retention job).
+(bench/bench_ingest_store.py). The key is now the primary key; devices are disabled, never
+deleted, and the retention job removes old samples.
 """
 
 from __future__ import annotations
