@@ -145,9 +145,7 @@ def list_residents(
     total, rows = service.search_residents(
         s, ctx, q=q, building_id=building_id, tag=tag, offset=offset, limit=limit
     )
-    return ResidentPage(
-        total=total, items=[service.resident_out(s, ctx, r, sensitive=False) for r in rows]
-    )
+    return ResidentPage(total=total, items=service.residents_out(s, ctx, rows, sensitive=False))
 
 
 @router.post("/communities/{cid}/residents", response_model=ResidentOut, status_code=201)

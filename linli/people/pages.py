@@ -96,7 +96,7 @@ def residents_page(
     total, rows = service.search_residents(
         s, ctx, q=q[:100] or None, building_id=bid, tag=tag or None, offset=max(offset, 0), limit=50
     )
-    items = [service.resident_out(s, ctx, r, sensitive=False) for r in rows]
+    items = service.residents_out(s, ctx, rows, sensitive=False)
     return _page(
         request,
         s,
