@@ -264,6 +264,10 @@ async def _periodic(
             escalate_overdue(s)
         with db.session() as s:
             housekeeping(s, settings, files)
+        from linli.vehicles.service import housekeeping as vehicles_housekeeping
+
+        with db.session() as s:
+            vehicles_housekeeping(s, settings, files)
         if time.monotonic() - last_purge >= 3600:
             with db.session() as s:
                 purge_telemetry(
@@ -319,7 +323,11 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
             if ingest is not None:
                 await asyncio.to_thread(ingest.stop)
             if broker is not None:
-                await broker.shutdown()
+                # amqtt's shutdown can wait for ever on a client caught mid-packet: bounded
+                try:
+                    await asyncio.wait_for(broker.shutdown(), timeout=10)
+                except (TimeoutError, asyncio.CancelledError):
+                    log.warning("the embedded MQTT broker did not stop within 10 s")
             if hasattr(bus, "close"):
                 await asyncio.to_thread(bus.close)
             db.dispose()

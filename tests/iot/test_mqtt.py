@@ -404,7 +404,7 @@ def test_worker_connects_to_the_embedded_broker_with_the_service_account(db, emb
 
 
 def test_embedded_broker_keeps_what_devices_publish_just_before_leaving(
-    db, make_devices, ingests, embedded, tag
+    db, make_devices, embedded, ingests, tag
 ):
     """Battery devices connect, publish and disconnect at once, then reconnect with a clean
     session: amqtt acknowledged those messages and dropped them."""
