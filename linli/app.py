@@ -326,7 +326,7 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
                 # amqtt's shutdown can wait for ever on a client caught mid-packet: bounded
                 try:
                     await asyncio.wait_for(broker.shutdown(), timeout=10)
-                except (TimeoutError, asyncio.CancelledError):
+                except TimeoutError:
                     log.warning("the embedded MQTT broker did not stop within 10 s")
             if hasattr(bus, "close"):
                 await asyncio.to_thread(bus.close)
