@@ -68,7 +68,7 @@ def _compute(conv: PolisConversation, meta: str, groups: int | None) -> OpinionM
     params = OpinionParams(force_k=groups)
     try:
         return compute_opinion_map(
-            conv.vote_tuples(), conv.moderated_out, params, meta=_parse_ids(meta)
+            conv.vote_tuples(), conv.moderated_out, params, meta=_parse_ids(meta) | conv.meta_ids
         )
     except OpinionInputError as exc:
         _fail(exc.code, str(exc))

@@ -28,7 +28,17 @@ from linli.core import i18n, nav
 from linli.core.errors import AppError, TooLarge
 from linli.core.i18n import N_
 from linli.core.roles import Perm
-from linli.core.web import Ctx, flash, form_errors, get_session, page_router, render, require
+from linli.core.web import (
+    Ctx,
+    Principal,
+    current_principal,
+    flash,
+    form_errors,
+    get_session,
+    page_router,
+    render,
+    require,
+)
 from linli.people import service as people
 from linli.workorders.api import MAX_PHOTO_BYTES, check_photo
 from linli.workorders.models import CATEGORIES
@@ -704,16 +714,9 @@ async def action_follow(
 
 
 @router.get("/c/{cid}/consultation/notifications")
-def notifications_page(
-    request: Request, s: Session = Depends(get_session), ctx: Ctx = READ
-) -> Response:
-    return _page(
-        request,
-        s,
-        ctx,
-        "consultation_notifications.html",
-        items=service.my_notifications(s, ctx.user_id),
-    )
+def notifications_page(ctx: Ctx = READ) -> Response:
+    """The notifications of every community are in one inbox (the bell of the top bar)."""
+    return RedirectResponse("/notifications", status_code=303)
 
 
 @router.post("/c/{cid}/consultation/notifications/read")
@@ -734,3 +737,58 @@ def dashboard_page(
     request: Request, s: Session = Depends(get_session), ctx: Ctx = MANAGE
 ) -> Response:
     return _page(request, s, ctx, "consultation_dashboard.html", d=service.dashboard(s, ctx))
+
+
+# -- the notification bell (every page, see templates/base.html) -----------------------------
+
+
+@router.get("/notifications")
+def inbox_page(
+    request: Request, s: Session = Depends(get_session), p: Principal = Depends(current_principal)
+) -> Response:
+    """The user's notifications from every community, newest first."""
+    request.state.principal = p
+    uid = p.user.id if p.user else None
+    items = service.my_notifications(s, uid)
+    return render(
+        request,
+        "consultation_inbox.html",
+        {
+            "items": items,
+            "unread": service.unread_count(s, uid),
+            "zones": service.notification_timezones(s, items),
+        },
+    )
+
+
+@router.get("/notifications/bell")
+def bell(
+    request: Request, s: Session = Depends(get_session), p: Principal = Depends(current_principal)
+) -> Response:
+    """The bell with the number of unread notifications (loaded by htmx into every page)."""
+    request.state.principal = p
+    uid = p.user.id if p.user else None
+    return render(request, "consultation_bell.html", {"unread": service.unread_count(s, uid)})
+
+
+@router.get("/notifications/{notification_id}")
+def open_notification(
+    request: Request,
+    notification_id: int,
+    s: Session = Depends(get_session),
+    p: Principal = Depends(current_principal),
+) -> Response:
+    """Mark the notification read and go where it points."""
+    link = service.open_notification(s, p.user.id if p.user else None, notification_id)
+    s.commit()
+    return RedirectResponse(link or "/notifications", status_code=303)
+
+
+@router.post("/notifications/read")
+async def inbox_read(
+    request: Request, s: Session = Depends(get_session), p: Principal = Depends(current_principal)
+) -> Response:
+    service.mark_read(s, p.user.id if p.user else None)
+    s.commit()
+    flash(request, i18n.gettext("All notifications are marked as read."))
+    return RedirectResponse("/notifications", status_code=303)

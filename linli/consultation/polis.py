@@ -3,7 +3,9 @@
 A Pol.is export (https://github.com/compdemocracy/openData) holds one folder per conversation:
 
 - ``comments.csv`` — ``timestamp, datetime, comment-id, author-id, agrees, disagrees, moderated,
-  comment-body`` (``moderated``: 1 accepted, 0 not yet moderated, -1 moderated out);
+  comment-body`` (``moderated``: 1 accepted, 0 not yet moderated, -1 moderated out); an optional
+  ``is-meta`` column (true/false) marks Pol.is meta statements (demographic questions), which
+  Pol.is leaves out of its math — the public open-data exports do not carry it;
 - ``votes.csv`` — ``timestamp, datetime, comment-id, voter-id, vote`` (1 agree, -1 disagree,
   0 pass); a participant may vote several times on a comment, the latest vote counts;
 - ``participants-votes.csv`` (optional here) — one row per participant with the opinion group
@@ -39,6 +41,7 @@ REASONS: dict[str, str] = {
     "bad_integer": "A field that must be a whole number is not one",
     "bad_vote": "A vote must be 1 (agree), -1 (disagree) or 0 (pass)",
     "bad_moderation": "The moderated field must be 1, 0 or -1",
+    "bad_boolean": "A yes/no field must be true, false, 1, 0 or empty",
     "duplicate_comment": "The same comment id appears twice",
     "duplicate_participant": "The same participant appears twice",
     "unknown_comment": "A vote refers to a comment id that is not in comments.csv",
@@ -49,6 +52,7 @@ VOTES_FILE = "votes.csv"
 PARTICIPANTS_FILE = "participants-votes.csv"
 SUMMARY_FILE = "summary.csv"
 
+_BOOLEANS = {"": False, "0": False, "false": False, "f": False, "1": True, "true": True, "t": True}
 _COMMENT_COLUMNS = ("comment-id", "moderated")
 _VOTE_COLUMNS = ("comment-id", "voter-id", "vote")
 _PARTICIPANT_FIXED = (
@@ -106,6 +110,7 @@ class PolisComment:
     timestamp: int | None
     agrees: int | None = None
     disagrees: int | None = None
+    is_meta: bool = False  # Pol.is "meta" statement (e.g. a demographic question)
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,11 @@ class PolisConversation:
     @property
     def moderated_out(self) -> set[int]:
         return {c.comment_id for c in self.comments if c.moderated < 0}
+
+    @property
+    def meta_ids(self) -> set[int]:
+        """Meta statements, when the export says which they are (an ``is-meta`` column)."""
+        return {c.comment_id for c in self.comments if c.is_meta}
 
     @property
     def comment_ids(self) -> list[int]:
@@ -170,8 +180,14 @@ def _read_text(path: Path) -> str:
         raise PolisImportError("not_utf8", path=path, line=line) from exc
 
 
-def _rows(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-    """Header and an iterator of ``(line number, fields)`` (the line where the record starts)."""
+def _rows(
+    path: Path, rest_column: str | None = None
+) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """Header and an iterator of ``(line number, fields)`` (the line where the record starts).
+
+    ``rest_column``: when it is the last column of the header, a record with more fields than
+    the header has them joined back into that column with commas. Pol.is servers write
+    ``comment-body`` last and unquoted, so a comma in a comment would otherwise split it."""
     text = _read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
@@ -200,6 +216,8 @@ def _rows(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
             start = reader.line_num + 1
             if not fields or all(not f.strip() for f in fields):
                 continue  # blank line
+            if rest_column is not None and header[-1] == rest_column and len(fields) > len(header):
+                fields = [*fields[: len(header) - 1], ",".join(fields[len(header) - 1 :])]
             if len(fields) != len(header):
                 raise PolisImportError(
                     "bad_row_length",
@@ -249,7 +267,7 @@ def _req_int(value: str, *, path: Path, line: int, column: str) -> int:
 
 
 def read_comments(path: Path) -> list[PolisComment]:
-    header, records = _rows(path)
+    header, records = _rows(path, rest_column="comment-body")
     col = _columns(header, _COMMENT_COLUMNS, path)
     comments: list[PolisComment] = []
     seen: dict[int, int] = {}
@@ -274,6 +292,15 @@ def read_comments(path: Path) -> list[PolisComment]:
                 return None
             return _int(_f[col[name]], path=path, line=_line, column=name, optional=True)
 
+        is_meta = False
+        meta_col = col.get("is-meta", col.get("is_meta"))
+        if meta_col is not None:
+            flag = f[meta_col].strip().lower()
+            if flag not in _BOOLEANS:
+                raise PolisImportError(
+                    "bad_boolean", path=path, line=line, detail=f"is-meta = {f[meta_col]!r}"
+                )
+            is_meta = _BOOLEANS[flag]
         comments.append(
             PolisComment(
                 comment_id=cid,
@@ -283,6 +310,7 @@ def read_comments(path: Path) -> list[PolisComment]:
                 timestamp=opt("timestamp"),
                 agrees=opt("agrees"),
                 disagrees=opt("disagrees"),
+                is_meta=is_meta,
             )
         )
     return comments

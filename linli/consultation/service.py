@@ -6,15 +6,13 @@ another community behave exactly like ids that do not exist. Functions flush, ro
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -53,10 +51,11 @@ from linli.consultation.schemas import (
     PollIn,
     TopicIn,
 )
-from linli.core import audit, events
+from linli.core import audit, events, mail
 from linli.core.db import utcnow
 from linli.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from linli.core.i18n import N_
+from linli.core.i18n import N_, platform_language
+from linli.core.mail import Mailer
 from linli.core.models import RoleGrant, User
 from linli.core.roles import Perm, Role
 from linli.core.web import Ctx
@@ -875,7 +874,9 @@ def import_polis(
         st = Statement(
             topic_id=t.id,
             text=c.text.strip() or "—",
-            moderated=c.moderated if c.moderated else 1,
+            # Pol.is treats meta statements (is-meta column) exactly as moderated out: its
+            # mod-update puts them in mod-out, zeroed in the math and in no list
+            moderated=-1 if c.is_meta else (c.moderated if c.moderated else 1),
             external_id=f"polis:{c.comment_id}",
         )
         s.add(st)
@@ -899,9 +900,9 @@ def import_polis(
         "topic",
         t.id,
         community_id=ctx.community_id,
-        details={"comments": len(ids), "votes": len(latest)},
+        details={"comments": len(ids), "votes": len(latest), "meta": len(conv.meta_ids)},
     )
-    return {"statements": len(ids), "votes": len(latest)}
+    return {"statements": len(ids), "votes": len(latest), "meta": len(conv.meta_ids)}
 
 
 # -- polls ------------------------------------------------------------------------------------
@@ -1157,44 +1158,9 @@ def close_poll(s: Session, ctx: Ctx, poll_id: int) -> Poll:
 # -- outcomes and notifications ---------------------------------------------------------------
 
 
-class MailSender(Protocol):
-    def send(self, to: str, subject: str, body: str) -> None: ...
-
-
-@dataclass
-class SmtpSender:
-    """E-mail through an SMTP server (the edge of the world; tests use a fake sender)."""
-
-    host: str
-    port: int = 25
-    sender: str = "linli@localhost"
-    username: str | None = None
-    password: str | None = None
-    starttls: bool = False
-
-    def send(self, to: str, subject: str, body: str) -> None:
-        import smtplib
-        from email.message import EmailMessage
-
-        msg = EmailMessage()
-        msg["From"] = self.sender
-        msg["To"] = to
-        msg["Subject"] = subject
-        msg.set_content(body)
-        with smtplib.SMTP(self.host, self.port, timeout=10) as smtp:
-            if self.starttls:
-                smtp.starttls()
-            if self.username:
-                smtp.login(self.username, self.password or "")
-            smtp.send_message(msg)
-
-
-_mailer: MailSender | None = None
-
-
-def set_mailer(mailer: MailSender | None) -> None:
-    global _mailer
-    _mailer = mailer
+def set_mailer(mailer: Mailer | None) -> None:
+    """Send notification e-mail through ``mailer`` (``None``: no e-mail); see linli.core.mail."""
+    mail.configure(mailer)
 
 
 def notify(
@@ -1205,24 +1171,53 @@ def notify(
     body: str | None = None,
     link: str | None = None,
 ) -> int:
-    """In-app notifications (and e-mail when a sender is configured and the user has an
-    address). ``title`` is an English source string, translated when shown."""
+    """In-app notifications for these users, and e-mail to those with an address.
+
+    ``title`` is an English source string (``N_``), stored untranslated and shown in each
+    reader's language; ``body`` is the residents' or staff's own text. The e-mail goes out
+    after the transaction commits (event ``consultation.notification.created``, one per
+    notification), in the recipient's language, when a mailer is configured
+    (linli.core.mail)."""
     n = 0
     for uid in dict.fromkeys(user_ids):
-        s.add(
-            Notification(community_id=community_id, user_id=uid, title=title, body=body, link=link)
+        note = Notification(
+            community_id=community_id, user_id=uid, title=title, body=body, link=link
+        )
+        s.add(note)
+        s.flush()
+        events.emit(
+            s,
+            "consultation.notification.created",
+            {"notification_id": note.id},
+            community_id=community_id,
         )
         n += 1
-        if _mailer is not None:
-            u = s.get(User, uid)
-            if u is not None and u.email:
-                from linli.core.i18n import translate_in
-
-                # mail is best effort; the in-app notification stays
-                with contextlib.suppress(OSError):
-                    _mailer.send(u.email, translate_in(u.language, title), body or "")
-    s.flush()
     return n
+
+
+def mail_notification(s: Session, notification_id: int) -> bool:
+    """E-mail one notification to its user in the user's language. True when sent.
+
+    Nothing is sent without a mailer, an address or the notification; an SMTP failure raises
+    (``OSError``) so that the event is delivered again later."""
+    from linli.core.i18n import translate_in
+
+    mailer = mail.get_mailer()
+    note = s.get(Notification, notification_id)
+    if mailer is None or note is None:
+        return False
+    user = s.get(User, note.user_id)
+    if user is None or not user.email or not user.is_active:
+        return False
+    lang = user.language or platform_language()
+    subject = translate_in(lang, note.title)
+    parts = [subject]
+    if note.body:
+        parts.append(note.body)
+    if note.link:
+        parts.append(translate_in(lang, "Open in Linli: %(link)s", link=note.link))
+    mailer.send(user.email, f"[{translate_in(lang, 'Linli')}] {subject}", "\n\n".join(parts))
+    return True
 
 
 def unread_count(s: Session, user_id: int | None) -> int:
@@ -1237,6 +1232,35 @@ def my_notifications(s: Session, user_id: int | None, limit: int = 100) -> list[
         return []
     q = select(Notification).where(Notification.user_id == user_id)
     return list(s.scalars(q.order_by(Notification.id.desc()).limit(limit)))
+
+
+def open_notification(s: Session, user_id: int | None, notification_id: int) -> str | None:
+    """Mark one of the user's notifications read; returns where it points (an in-app path).
+
+    Someone else's notification is not found (``NotFound``), as if it did not exist."""
+    note = s.get(Notification, notification_id)
+    if user_id is None or note is None or note.user_id != user_id:
+        raise NotFound("Notification not found.", code="notification_not_found")
+    if note.read_at is None:
+        note.read_at = utcnow()
+        s.flush()
+    link = note.link or ""
+    # only paths inside Linli: never an open redirect
+    return link if link.startswith("/") and not link.startswith("//") else None
+
+
+def notification_timezones(s: Session, notes: Sequence[Notification]) -> dict[int | None, str]:
+    """Community id -> its time zone, for showing notifications of several communities."""
+    ids = {n.community_id for n in notes if n.community_id is not None}
+    out: dict[int | None, str] = {None: "Asia/Shanghai"}
+    if ids:
+        from linli.people.models import Community
+
+        for cid, tz in s.execute(
+            select(Community.id, Community.timezone).where(Community.id.in_(ids))
+        ):
+            out[cid] = tz
+    return out
 
 
 def mark_read(s: Session, user_id: int | None) -> None:

@@ -52,9 +52,12 @@ class Settings(BaseSettings):
     )
     event_bus: str = Field(default="inprocess", description="inprocess | nats")
     nats_url: str = "nats://127.0.0.1:4222"
-    smtp_host: str | None = None
+    smtp_host: str | None = Field(default=None, description="SMTP server; unset: no e-mail")
     smtp_port: int = 25
     smtp_from: str = "linli@localhost"
+    smtp_user: str | None = Field(default=None, description="SMTP login (none: no login)")
+    smtp_password: str | None = None
+    smtp_starttls: bool = Field(default=False, description="STARTTLS before logging in")
     keep_enrollment_photos: bool = False
     snapshot_retention_days: int = 30
     telemetry_raw_days: int = Field(

@@ -388,3 +388,60 @@ def test_cli_reports_bad_exports_and_options(tmp_path: Path) -> None:
     assert res.exit_code != 0
     res = CliRunner().invoke(app, ["opinion-compare", str(ok)])
     assert res.exit_code == 2 and "no_polis_groups" in res.stderr
+
+
+def test_an_is_meta_column_leaves_meta_statements_out(shared_data: Path, tmp_path: Path) -> None:
+    """Pol.is leaves meta statements (is_meta) out of its math; an export that says which they
+    are (an ``is-meta`` column) is used as Pol.is would, without --meta."""
+    import csv
+
+    source = shared_data / "polis" / "london.youth.policing"
+    folder = tmp_path / "london"
+    folder.mkdir()
+    for name in ("votes.csv", "participants-votes.csv"):
+        (folder / name).write_bytes((source / name).read_bytes())
+    with (source / "comments.csv").open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    rows[0].append("is-meta")
+    for row in rows[1:]:
+        row.append("true" if 1 <= int(row[2]) <= 14 else "false")
+    with (folder / "comments.csv").open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    conv = load_polis_export(folder)
+    assert conv.meta_ids == set(range(1, 15))
+    res = CliRunner().invoke(app, ["opinion-compare", str(folder), "--groups", "3"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["ari"] >= 0.99
+
+    rows[1][-1] = "maybe"
+    with (folder / "comments.csv").open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    with pytest.raises(PolisImportError) as info:
+        load_polis_export(folder)
+    assert (info.value.code, info.value.line) == ("bad_boolean", 2)
+
+
+def test_reader_takes_newer_exports_and_unquoted_comment_bodies(tmp_path: Path) -> None:
+    # newer Pol.is exports: no datetime column, is-meta / is-seed columns, comment-body last
+    # and written unquoted by the server, so a comma in a comment adds fields
+    comments = (
+        "timestamp,comment-id,author-id,agrees,disagrees,moderated,is-meta,is-seed,comment-body\n"
+        "1,0,0,1,0,1,false,true,More trees, fewer cars, and benches\n"
+        "2,1,0,0,1,1,true,true,I have lived here all my life.\n"
+        "3,2,4,0,0,-1,false,false,spam\n"
+    )
+    votes = "timestamp,comment-id,voter-id,vote\n5,0,7,1\n6,1,7,-1\n7,0,7,-1\n"
+    folder = _write_export(tmp_path / "new", comments, votes)
+    conv = load_polis_export(folder)
+    assert conv.comments[0].text == "More trees, fewer cars, and benches"
+    assert conv.meta_ids == {1} and conv.moderated_out == {2}
+    assert conv.vote_tuples()[-1] == (7, 0, -1, 7)
+    # a short row is still an error, and so is an extra field in a file without comment-body last
+    bad = comments.replace("3,2,4,0,0,-1,false,false,spam", "3,2,4,0,0")
+    with pytest.raises(PolisImportError) as info:
+        load_polis_export(_write_export(tmp_path / "bad", bad, votes))
+    assert (info.value.code, info.value.line) == ("bad_row_length", 4)
+    with pytest.raises(PolisImportError) as info:
+        load_polis_export(_write_export(tmp_path / "bad2", comments, votes + "8,0,7,1,9\n"))
+    assert info.value.code == "bad_row_length"
+    assert info.value.path is not None and info.value.path.name == "votes.csv"

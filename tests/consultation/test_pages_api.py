@@ -242,7 +242,7 @@ def test_polis_import_and_malformed_files(client, world) -> None:  # type: ignor
         headers={"x-csrf-token": staff},
     )
     assert r.status_code == 200, r.text
-    assert r.json() == {"statements": 3, "votes": 12}
+    assert r.json() == {"statements": 3, "votes": 12, "meta": 0}
     m = client.get(f"{_api(world)}/topics/{tid}/opinion-map").json()
     assert m["participants"] == 6
     page = client.get(f"/c/{world.a}/consultation/topics/{tid}")
@@ -289,3 +289,73 @@ def test_pages_render_for_staff_and_access_rules(client, world) -> None:  # type
     client.cookies.clear()
     login(client, "pro")
     assert client.get(base).status_code == 200
+
+
+def test_the_bell_is_on_every_page_with_unread_count_and_inbox(client, db, world) -> None:  # type: ignore[no-untyped-def]
+    from linli.consultation import service
+
+    with db.session() as s:
+        ids = []
+        for title, link in (
+            ("Your demand has a reply.", f"/c/{world.a}/consultation/demands"),
+            ("An action item was assigned to you.", "https://evil.example/phish"),
+        ):
+            service.notify(s, world.a, [world.users["resident"]], title, "<b>正文</b>", link)
+        service.notify(s, world.b, [world.users["staff_b"]], "Your demand has a reply.", "x")
+        s.commit()
+        from linli.consultation.models import Notification
+
+        ids = [
+            n.id
+            for n in s.query(Notification)
+            .filter(Notification.user_id == world.users["resident"])
+            .order_by(Notification.id)
+        ]
+    assert client.get("/notifications", follow_redirects=False).status_code in (303, 401)
+    token = login(client, "resident")
+    # the bell is in the top bar of pages of other domains too (base.html), loaded by htmx
+    for page in ("/account", f"/c/{world.a}", f"/c/{world.a}/consultation/actions"):
+        assert 'hx-get="/notifications/bell"' in client.get(page).text
+    bell = client.get("/notifications/bell").text
+    assert 'class="bell-count">2<' in bell and 'href="/notifications"' in bell
+    inbox = client.get("/notifications").text  # user's language is English in the fixture
+    assert "Your demand has a reply." in inbox and "An action item was assigned to you." in inbox
+    assert "&lt;b&gt;正文&lt;/b&gt;" in inbox and "<b>正文</b>" not in inbox
+    # opening one marks it read and goes to its in-app link; an outside link is never followed
+    r = client.get(f"/notifications/{ids[0]}", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, f"/c/{world.a}/consultation/demands")
+    r = client.get(f"/notifications/{ids[1]}", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, "/notifications")
+    assert "bell-count" not in client.get("/notifications/bell").text
+    # someone else's notification does not exist for this user
+    with db.session() as s:
+        from linli.consultation.models import Notification
+
+        other = s.query(Notification).filter(Notification.user_id == world.users["staff_b"]).one()
+    assert client.get(f"/notifications/{other.id}", follow_redirects=False).status_code == 404
+    # the community page leads to the same inbox; mark all as read
+    r = client.get(f"/c/{world.a}/consultation/notifications", follow_redirects=False)
+    assert r.headers["location"] == "/notifications"
+    with db.session() as s:
+        service.notify(s, world.a, [world.users["resident"]], "Your demand has been handled.")
+        s.commit()
+    r = client.post("/notifications/read", data={"csrf_token": token}, follow_redirects=True)
+    assert r.status_code == 200 and "bell-count" not in client.get("/notifications/bell").text
+    assert client.post("/notifications/read", follow_redirects=False).status_code == 403
+
+
+def test_the_inbox_is_in_the_users_language(client, db, world) -> None:  # type: ignore[no-untyped-def]
+    from linli.consultation import service
+    from linli.core.models import User
+
+    with db.session() as s:
+        u = s.get(User, world.users["resident"])
+        assert u is not None
+        u.language = "zh_CN"
+        service.notify(s, world.a, [u.id], "An action item you follow has progressed.")
+        s.commit()
+    login(client, "resident")
+    page = client.get("/notifications").text
+    assert "您关注的落实事项有新进展。" in page
+    assert "1 条未读" in page
+    assert 'class="bell-count">1<' in client.get("/notifications/bell").text

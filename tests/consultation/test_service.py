@@ -17,6 +17,7 @@ from linli.consultation.schemas import (
     TopicIn,
 )
 from linli.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from linli.core.events import Dispatcher, InProcessBus
 from linli.core.models import AuditEntry, RoleGrant, User
 from linli.core.web import Principal, build_ctx, system_ctx
 from linli.people.models import Household, Ownership, Professional, Resident, Unit
@@ -70,6 +71,49 @@ def test_owners_several_units_counted_once_and_co_owners() -> None:
     r = tally.owners_tally(reg, [(1, "agree"), (3, "disagree")])
     assert r.total_owners == 2 and r.voted_area == 250.5
     assert r.approved is False  # headcount 1 of 2 is not more than half
+
+
+def test_owners_exact_thresholds_with_decimal_areas() -> None:
+    # 33.3 m² each: two owners hold exactly 2/3 of 99.9 m² (exact arithmetic, not floats)
+    reg = {1: 33.3, 2: 33.3, 3: 33.3}
+    r = tally.owners_tally(reg, [(1, "agree"), (2, "abstain")])
+    assert r.quorum_met and r.voted_area == 66.6
+    assert not r.approved  # abstaining participants count in the denominators: 1 of 2
+    # exactly 3/4 of the participating area and headcount passes a special matter ("以上")
+    reg = {1: 30.1, 2: 30.1, 3: 30.1, 4: 30.1}
+    ballots = [(1, "agree"), (2, "agree"), (3, "agree"), (4, "disagree")]
+    assert tally.owners_tally(reg, ballots, special_matter=True).approved
+
+
+def test_owners_area_tie_or_headcount_tie_fails() -> None:
+    # 3 of 4 owners agree (headcount 3/4) but hold exactly half of the participating area
+    reg = {1: 50.0, 2: 50.0, 3: 50.0, 4: 150.0}
+    r = tally.owners_tally(reg, [(1, "agree"), (2, "agree"), (3, "agree"), (4, "disagree")])
+    assert r.quorum_met and not r.approved
+    assert r.reasons == ["agreeing area not more than 1/2 of the participating area"]
+    # special matter: 3/4 of the area but only 2 of 4 heads
+    reg = {1: 200.0, 2: 100.0, 3: 50.0, 4: 50.0}
+    r = tally.owners_tally(
+        reg, [(1, "agree"), (2, "agree"), (3, "disagree"), (4, "disagree")], special_matter=True
+    )
+    assert r.agree_area == 300.0 and not r.approved
+    assert r.reasons == ["agreeing owners not 3/4 of the participating owners"]
+    # nobody voted: neither quorum nor approval, no division by zero
+    r = tally.owners_tally(reg, [])
+    assert not r.quorum_met and not r.approved
+
+
+def test_owner_of_several_units_outweighs_but_counts_once() -> None:
+    # owner 1 holds 4 units (400 m²), owners 2 and 3 one each: 1 head of 3, 2/3 of the area
+    reg = tally.owner_register(
+        [(1, 1, 10), (2, 1, 11), (3, 1, 12), (4, 1, 13), (5, 2, 14), (6, 3, 15)],
+        {u: 100.0 for u in range(10, 16)},
+    )
+    assert reg == {1: 400.0, 2: 100.0, 3: 100.0}
+    r = tally.owners_tally(reg, [(1, "agree"), (2, "agree")])
+    assert r.quorum_met and r.approved and r.total_owners == 3
+    r = tally.owners_tally(reg, [(1, "agree"), (2, "disagree")])  # 1 of 2 heads: a tie
+    assert r.quorum_met and not r.approved and r.agree_area == 400.0
 
 
 def test_choice_tally_quorum_threshold_tie() -> None:
@@ -325,7 +369,11 @@ def test_actions_notifications_and_mail(db, world) -> None:  # type: ignore[no-u
             )
             assert a.status == "in_progress"
             assert service.unread_count(s, world.users["resident"]) == 1
-            assert sent and sent[0][0] == "r@example.org"
+            assert sent == []  # e-mail leaves once the transaction committed
+        Dispatcher(db, InProcessBus()).drain()
+        assert [to for to, _, _ in sent] == ["r@example.org"]
+        with db.session() as s:
+            sc = _ctx(s, world, "staff")
             service.mark_read(s, world.users["resident"])
             assert service.unread_count(s, world.users["resident"]) == 0
             d = service.dashboard(s, sc)
@@ -354,3 +402,34 @@ def test_demo_seed(db) -> None:  # type: ignore[no-untyped-def]
         m = service.opinion_map(s, ctx, topic.id)
         assert m["groups"] >= 2 and m["participants"] >= 30
         assert service.hot_issues(s, ctx)[0].residents >= 3
+
+
+def test_polis_import_treats_meta_statements_as_polis_does(db, world) -> None:  # type: ignore[no-untyped-def]
+    from linli.consultation.models import Statement
+
+    comments = (
+        "timestamp,datetime,comment-id,author-id,agrees,disagrees,moderated,comment-body,is-meta\n"
+        "1,x,0,0,0,0,1,I am between 15 and 19 years old,true\n"
+        "1,x,1,1,0,0,1,More trees,false\n"
+        "1,x,2,1,0,0,1,Less parking,\n"
+    )
+    votes = "timestamp,datetime,comment-id,voter-id,vote\n" + "".join(
+        f"{i},x,{c},{p},{1 if (p + c) % 2 else -1}\n"
+        for i, (p, c) in enumerate((p, c) for p in range(6) for c in range(3))
+    )
+    with db.session() as s:
+        sc = _ctx(s, world, "staff")
+        t = service.create_topic(s, sc, TopicIn(title="导入"))
+        out = service.import_polis(s, sc, t.id, comments.encode(), votes.encode())
+        assert out == {"statements": 3, "votes": 18, "meta": 1}
+        mods = {
+            st.external_id: st.moderated
+            for st in s.scalars(select(Statement).where(Statement.topic_id == t.id))
+        }
+        # meta statements are left out of the math (Pol.is mod-out), the others are accepted
+        assert mods == {"polis:0": -1, "polis:1": 1, "polis:2": 1}
+        m = service.opinion_map(s, sc, t.id)
+        assert m["participants"] == 6
+        bad = comments.replace("years old,true", "years old,perhaps")
+        with pytest.raises(ValidationFailed):
+            service.import_polis(s, sc, t.id, bad.encode(), votes.encode())
