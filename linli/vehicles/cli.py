@@ -79,3 +79,83 @@ def check_command(
             "corrected_positions": list(fix.changed) if fix else [],
         }
         typer.echo(json.dumps(out, ensure_ascii=False))
+
+
+# --------------------------------------------------------------------------------------------
+# ``linli vehicles ...``: play photos at a vehicle gate, the periodic jobs
+
+vehicles_app = typer.Typer(
+    name="vehicles",
+    help="Vehicle access: simulate a gate camera, check overstaying visitor cars, purge.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@vehicles_app.command("simulate")
+def simulate_command(
+    images: list[Path] = typer.Argument(
+        ..., help="Photos or folders of photos.", show_default=False
+    ),
+    gate: int = typer.Option(..., "--gate", help="Id of the vehicle gate to play against."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Data directory."),
+) -> None:
+    """Send photos to a vehicle gate like its camera would: each goes through the real plate
+    reader and barrier decision (logged; the barrier is told to open when it may). One JSON
+    line per photo."""
+    from linli import models_registry  # noqa: F401  (every table, for foreign keys)
+    from linli.core.config import make_settings
+    from linli.core.db import Database
+    from linli.core.files import FileStore
+    from linli.core.web import system_ctx
+    from linli.vehicles import service
+    from linli.vehicles.models import VehicleGate
+
+    settings = make_settings(data_dir=data_dir) if data_dir else make_settings()
+    files: list[Path] = []
+    for p in images:
+        files += sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
+    db = Database(settings.resolved_database_url)
+    store = FileStore(settings.files_dir)
+    opened = 0
+    try:
+        with db.session() as s:
+            g = s.get(VehicleGate, gate)
+            if g is None:
+                typer.echo(json.dumps({"error": "gate_not_found", "gate": gate}), err=True)
+                raise typer.Exit(2)
+            ctx = system_ctx(g.community_id, "simulator")
+        for f in files:
+            try:
+                data = f.read_bytes()
+            except OSError:
+                data = b""
+            with db.session() as s:
+                d, _ev = service.decide(s, ctx, gate, data, store)
+            opened += d.decision == "open"
+            typer.echo(json.dumps({"image": str(f), **d.model_dump()}, ensure_ascii=False))
+    finally:
+        db.dispose()
+    raise typer.Exit(0 if opened else 1)
+
+
+@vehicles_app.command("housekeeping")
+def housekeeping_command(
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Data directory."),
+) -> None:
+    """Run the periodic jobs once (``linli serve`` runs them every minute): alarms for
+    visitor cars overstaying, expiry of unhandled queue entries, purge of old snapshots."""
+    from linli import models_registry  # noqa: F401
+    from linli.core.config import make_settings
+    from linli.core.db import Database
+    from linli.core.files import FileStore
+    from linli.vehicles import service
+
+    settings = make_settings(data_dir=data_dir) if data_dir else make_settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        with db.session() as s:
+            out = service.housekeeping(s, settings, FileStore(settings.files_dir))
+    finally:
+        db.dispose()
+    typer.echo(json.dumps(out, ensure_ascii=False, default=str))
