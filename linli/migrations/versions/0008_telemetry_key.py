@@ -1,5 +1,5 @@
 """Raw telemetry keyed by (device, metric, time): no surrogate id, no foreign key; one open
-alarm per key
+alarm per key; the users -> residents foreign key 0001 meant to make (PostgreSQL)
 
 Revision ID: 0008
 Revises: 0007
@@ -52,9 +52,27 @@ def upgrade() -> None:
         postgresql_where=where,
         sqlite_where=where,
     )
+    # 0001 declared users.resident_id -> residents with use_alter (the two tables refer to
+    # each other), which create_table skips: the constraint was never made. SQLite cannot
+    # add one to an existing table; the application keeps the link there.
+    if op.get_bind().dialect.name != "sqlite":
+        op.execute(
+            "UPDATE users SET resident_id = NULL WHERE resident_id IS NOT NULL "
+            "AND resident_id NOT IN (SELECT id FROM residents)"
+        )
+        op.create_foreign_key(
+            "fk_users_resident_id_residents",
+            "users",
+            "residents",
+            ["resident_id"],
+            ["id"],
+            ondelete="SET NULL",
+        )
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name != "sqlite":
+        op.drop_constraint("fk_users_resident_id_residents", "users", type_="foreignkey")
     op.drop_index("uq_alarms_open_key", table_name="iot_alarms")
     op.create_table(
         "telemetry_old",
