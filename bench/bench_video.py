@@ -8,11 +8,17 @@ bigger, as on a typical gate camera).
 Measures, with ``cv2.setNumThreads(1)``:
 
 1. person detection alone, ms per frame (default detector: dlib faces with
-   up-sampling 1, plus OpenCV HOG when the installed OpenCV has it);
+   up-sampling 1 fused with OpenCV 4's HOG people detector,
+   ``cv2.HOGDescriptor_getDefaultPeopleDetector``);
 2. the whole ``CameraAnalyzer.process`` (detection + appearance + tracking + rules,
    with two lines, an intrusion/loitering/gathering zone and a motion zone),
    ms per frame -> frames per second per camera;
-3. the same with ``face_upsample=0`` (faster; finds faces from ~40 px instead of ~20);
+3. the same with ``face_upsample=0`` (faster; finds faces from ~40 px instead of ~20),
+   and with the HOG body detector alone (``backend="hog"``: a CCTV view of whole
+   bodies, no close-up faces);
+5. watch-list face identification on a camera frame (dlib detection + 128-d embedding
+   of every face >= 40 px), which the safety workers run at most once a second on
+   cameras with ``face_watch``;
 4. decoding cost of an H.264 stream (``grab`` of every frame of the clip, scaled by
    the pixel count to 640x480), because an RTSP camera at 25 fps must be decoded
    in full even when only 2 frames a second are analysed.
@@ -54,16 +60,27 @@ CONFIG = {
     "camera_id": "bench",
     "anchor": "bottom",
     "zones": [
-        {"id": "yard", "polygon": [[0.05, 0.3], [0.95, 0.3], [0.95, 0.98], [0.05, 0.98]],
-         "intrusion": {"hours": "22:00-06:00"}, "loitering": {"seconds": 60},
-         "gathering": {"max_people": 5, "seconds": 10}},
-        {"id": "store", "polygon": [[0.6, 0.0], [1.0, 0.0], [1.0, 0.5], [0.6, 0.5]],
-         "motion": {"hours": "00:00-24:00", "min_area": 0.02}},
+        {
+            "id": "yard",
+            "polygon": [[0.05, 0.3], [0.95, 0.3], [0.95, 0.98], [0.05, 0.98]],
+            "intrusion": {"hours": "22:00-06:00"},
+            "loitering": {"seconds": 60},
+            "gathering": {"max_people": 5, "seconds": 10},
+        },
+        {
+            "id": "store",
+            "polygon": [[0.6, 0.0], [1.0, 0.0], [1.0, 0.5], [0.6, 0.5]],
+            "motion": {"hours": "00:00-24:00", "min_area": 0.02},
+        },
     ],
     "lines": [
         {"id": "door", "a": [0.5, 0.0], "b": [0.5, 1.0]},
-        {"id": "gate", "a": [0.0, 0.7], "b": [1.0, 0.7],
-         "tailgating": {"direction": "in", "window_s": 5, "grace_s": 2}},
+        {
+            "id": "gate",
+            "a": [0.0, 0.7],
+            "b": [1.0, 0.7],
+            "tailgating": {"direction": "in", "window_s": 5, "grace_s": 2},
+        },
     ],
 }
 
@@ -79,7 +96,7 @@ def load_frames() -> list[np.ndarray]:
         scale = 480 / h
         big = cv2.resize(img, (round(w * scale), 480), interpolation=cv2.INTER_LINEAR)
         x0 = (big.shape[1] - 640) // 2
-        out.append(np.ascontiguousarray(big[:, x0:x0 + 640]))
+        out.append(np.ascontiguousarray(big[:, x0 : x0 + 640]))
     cap.release()
     if not out:
         sys.exit(f"cannot read {CLIP}")
@@ -120,8 +137,10 @@ def main() -> None:
     except AttributeError:  # pragma: no cover - not Linux
         cores = os.cpu_count() or 1
     frames = load_frames()
-    print(f"frames: {len(frames)} real frames at 640x480, cores available: {cores}, "
-          f"OpenCV {cv2.__version__}")
+    print(
+        f"frames: {len(frames)} real frames at 640x480, cores available: {cores}, "
+        f"OpenCV {cv2.__version__}"
+    )
 
     det = PersonDetector()
     print(f"detector backends: {det.backends}")
@@ -132,13 +151,20 @@ def main() -> None:
         found += bool(det.detect(frame))
 
     d_cpu, d_wall = measure(detect, frames)
-    print(f"detection: {d_cpu:.1f} ms CPU/frame ({d_wall:.1f} ms wall), "
-          f"people found in {found}/{len(frames)} frames")
+    print(
+        f"detection: {d_cpu:.1f} ms CPU/frame ({d_wall:.1f} ms wall), "
+        f"people found in {found}/{len(frames)} frames"
+    )
 
     results: dict[str, tuple[float, float, int]] = {}
-    for name, up in (("upsample1", 1), ("upsample0", 0)):
-        cfg = CameraConfig.from_dict({**CONFIG, "detector": {"face_upsample": up}})
-        an = CameraAnalyzer(cfg, detector=PersonDetector(DetectorConfig(face_upsample=up)))
+    variants: tuple[tuple[str, dict[str, object]], ...] = (
+        ("upsample1", {"face_upsample": 1}),
+        ("upsample0", {"face_upsample": 0}),
+        ("hog-only", {"backend": "hog"}),
+    )
+    for name, dcfg in variants:
+        cfg = CameraConfig.from_dict({**CONFIG, "detector": dcfg})
+        an = CameraAnalyzer(cfg, detector=PersonDetector(DetectorConfig(**dcfg)))  # type: ignore[arg-type]
         t0 = 1_741_100_400.0
         n_events = 0
 
@@ -148,8 +174,27 @@ def main() -> None:
 
         cpu, wall = measure(step, frames)
         results[name] = (cpu, wall, n_events)
-        print(f"analyzer ({name}): {cpu:.1f} ms CPU/frame ({wall:.1f} ms wall) = "
-              f"{1000 / cpu:.1f} fps/camera; {n_events} events")
+        print(
+            f"analyzer ({name}): {cpu:.1f} ms CPU/frame ({wall:.1f} ms wall) = "
+            f"{1000 / cpu:.1f} fps/camera; {n_events} events"
+        )
+
+    from linli.vision import faces
+
+    faces.warm_up()
+    n_faces = 0
+
+    def face_watch(frame: np.ndarray, k: int) -> None:
+        nonlocal n_faces
+        if k % 5 == 0:
+            n_faces += len(faces.analyze_image(frame, min_face=40.0, channel_order="bgr"))
+
+    fw_cpu, _ = measure(face_watch, frames)
+    fw_cpu *= 5  # only every 5th frame was analysed
+    print(
+        f"face watch (identify every face): {fw_cpu:.1f} ms CPU/frame; {n_faces} faces "
+        f"in {len(frames) // 5 + 1} frames"
+    )
 
     dec_cpu, dec_wall = decode_ms()
     print(f"H.264 decode (scaled to 640x480): {dec_cpu:.2f} ms CPU/frame ({dec_wall:.2f} wall)")
@@ -159,12 +204,18 @@ def main() -> None:
     cams_snapshot = math.floor(1000 / (2 * cpu1))
     cams_rtsp = math.floor(1000 / (2 * cpu1 + RTSP_FPS * dec_cpu))
     cams_rtsp0 = math.floor(1000 / (2 * cpu0 + RTSP_FPS * dec_cpu))
-    print(f"cameras at 2 fps per core: {cams_snapshot} (MJPEG/snapshot), {cams_rtsp} "
-          f"(RTSP {RTSP_FPS} fps H.264), {cams_rtsp0} (RTSP, face_upsample=0)")
+    cpuh = results["hog-only"][0]
+    cams_hog = math.floor(1000 / (2 * cpuh))
+    cams_fw = math.floor(1000 / (2 * cpu1 + fw_cpu))
+    print(
+        f"cameras at 2 fps per core: {cams_snapshot} (MJPEG/snapshot), {cams_rtsp} "
+        f"(RTSP {RTSP_FPS} fps H.264), {cams_rtsp0} (RTSP, face_upsample=0), "
+        f"{cams_hog} (MJPEG, HOG only), {cams_fw} (MJPEG + face watch 1/s)"
+    )
     print(
         f"bench_video: 640x480 detection+tracking {1000 / cpu1:.1f} fps/camera on 1 core "
-        f"({1000 / cpu0:.1f} with face_upsample=0); cameras at 2 fps per core: "
-        f"{cams_rtsp} RTSP-25fps / {cams_snapshot} MJPEG"
+        f"({1000 / cpu0:.1f} with face_upsample=0, {1000 / cpuh:.1f} HOG only); cameras at "
+        f"2 fps per core: {cams_rtsp} RTSP-25fps / {cams_snapshot} MJPEG"
     )
 
 

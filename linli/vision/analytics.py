@@ -298,8 +298,15 @@ class Hours:
 # --------------------------------------------------------------------------- config
 
 
-def _num(d: Mapping[str, Any], key: str, default: float, *, lo: float = 0.0,
-         lo_open: bool = False, where: str = "") -> float:
+def _num(
+    d: Mapping[str, Any],
+    key: str,
+    default: float,
+    *,
+    lo: float = 0.0,
+    lo_open: bool = False,
+    where: str = "",
+) -> float:
     v = d.get(key, default)
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
         raise ConfigError("bad_rule", f"{where}{key} must be a number")
@@ -809,8 +816,11 @@ class RuleEngine:
                             del self._visits[key]
                     continue
                 inside_tracks.append(t)
-                if visit is not None and visit.outside_since is not None \
-                        and now - visit.outside_since > grace:
+                if (
+                    visit is not None
+                    and visit.outside_since is not None
+                    and now - visit.outside_since > grace
+                ):
                     visit = None
                 if visit is None:
                     visit = _Visit(enter_ts=now)
@@ -818,20 +828,39 @@ class RuleEngine:
                 visit.outside_since = None
                 if not t.visible:
                     continue
-                if (z.intrusion is not None and not visit.intrusion_sent
-                        and z.intrusion.hours.active(local)):
+                if (
+                    z.intrusion is not None
+                    and not visit.intrusion_sent
+                    and z.intrusion.hours.active(local)
+                ):
                     visit.intrusion_sent = True
-                    events.append(AnalyticsEvent(EventKind.INTRUSION, now, cam, t.track_id,
-                                                 zone_id=z.id, box=t.box))
+                    events.append(
+                        AnalyticsEvent(
+                            EventKind.INTRUSION, now, cam, t.track_id, zone_id=z.id, box=t.box
+                        )
+                    )
                 lr = z.loitering
-                if (lr is not None and not visit.loiter_sent and now - visit.enter_ts >= lr.seconds
-                        and lr.hours.active(local)):
+                if (
+                    lr is not None
+                    and not visit.loiter_sent
+                    and now - visit.enter_ts >= lr.seconds
+                    and lr.hours.active(local)
+                ):
                     visit.loiter_sent = True
-                    events.append(AnalyticsEvent(
-                        EventKind.LOITERING, now, cam, t.track_id, zone_id=z.id, box=t.box,
-                        details={"dwell_s": round(now - visit.enter_ts, 3),
-                                 "since": visit.enter_ts},
-                    ))
+                    events.append(
+                        AnalyticsEvent(
+                            EventKind.LOITERING,
+                            now,
+                            cam,
+                            t.track_id,
+                            zone_id=z.id,
+                            box=t.box,
+                            details={
+                                "dwell_s": round(now - visit.enter_ts, 3),
+                                "since": visit.enter_ts,
+                            },
+                        )
+                    )
             if z.gathering is not None:
                 ev = self._gather_step(z, z.gathering, inside_tracks, now, local)
                 if ev is not None:
@@ -852,8 +881,16 @@ class RuleEngine:
                 if last is not None and now - last < mr.cooldown_s and now >= last:
                     continue
                 self._motion_last[z.id] = now
-                events.append(AnalyticsEvent(EventKind.MOTION, now, cam, zone_id=z.id, box=m.box,
-                                             details={"fraction": round(m.fraction, 4)}))
+                events.append(
+                    AnalyticsEvent(
+                        EventKind.MOTION,
+                        now,
+                        cam,
+                        zone_id=z.id,
+                        box=m.box,
+                        details={"fraction": round(m.fraction, 4)},
+                    )
+                )
 
         # -- tailgating
         for line_id, gate in self._gates.items():
@@ -886,11 +923,19 @@ class RuleEngine:
             return None
         direction: Direction = "in" if side > 0 else "out"
         self.line_counts[ln.id][direction] += 1
-        return AnalyticsEvent(EventKind.LINE_CROSSING, now, self.config.camera_id, t.track_id,
-                              line_id=ln.id, direction=direction, box=t.box)
+        return AnalyticsEvent(
+            EventKind.LINE_CROSSING,
+            now,
+            self.config.camera_id,
+            t.track_id,
+            line_id=ln.id,
+            direction=direction,
+            box=t.box,
+        )
 
-    def _gather_step(self, z: Zone, rule: GatheringRule, inside: list[TrackSnapshot],
-                     now: float, local: datetime) -> AnalyticsEvent | None:
+    def _gather_step(
+        self, z: Zone, rule: GatheringRule, inside: list[TrackSnapshot], now: float, local: datetime
+    ) -> AnalyticsEvent | None:
         st = self._gather[z.id]
         n = len(inside)
         if n <= rule.max_people or not rule.hours.active(local):
@@ -903,12 +948,24 @@ class RuleEngine:
             return None
         st.fired = True
         boxes = [t.box for t in inside]
-        union: Box = (min(b[0] for b in boxes), min(b[1] for b in boxes),
-                      max(b[2] for b in boxes), max(b[3] for b in boxes))
+        union: Box = (
+            min(b[0] for b in boxes),
+            min(b[1] for b in boxes),
+            max(b[2] for b in boxes),
+            max(b[3] for b in boxes),
+        )
         return AnalyticsEvent(
-            EventKind.GATHERING, now, self.config.camera_id, zone_id=z.id, box=union, count=n,
-            details={"max_people": rule.max_people, "since": st.above_since,
-                     "track_ids": sorted(t.track_id for t in inside)},
+            EventKind.GATHERING,
+            now,
+            self.config.camera_id,
+            zone_id=z.id,
+            box=union,
+            count=n,
+            details={
+                "max_people": rule.max_people,
+                "since": st.above_since,
+                "track_ids": sorted(t.track_id for t in inside),
+            },
         )
 
     def _gate_step(self, line_id: str, gate: _Gate, now: float) -> list[AnalyticsEvent]:
@@ -925,11 +982,19 @@ class RuleEngine:
             if now >= hi:
                 passes = sum(1 for x in gate.all_passages if lo <= x <= hi)
                 grants = sum(1 for x in gate.all_grants if lo <= x <= hi)
-                out.append(AnalyticsEvent(
-                    EventKind.TAILGATING, p.ts, self.config.camera_id, p.track_id, line_id=line_id,
-                    direction=rule.direction, box=p.box, count=passes,
-                    details={"passes": passes, "grants": grants, "window_s": rule.window_s},
-                ))
+                out.append(
+                    AnalyticsEvent(
+                        EventKind.TAILGATING,
+                        p.ts,
+                        self.config.camera_id,
+                        p.track_id,
+                        line_id=line_id,
+                        direction=rule.direction,
+                        box=p.box,
+                        count=passes,
+                        details={"passes": passes, "grants": grants, "window_s": rule.window_s},
+                    )
+                )
             else:
                 still.append(p)
         gate.passages = still
@@ -956,8 +1021,13 @@ def _crosses_segment(p1: Point, p2: Point, a: Point, b: Point, margin: float) ->
 class MotionDetector:
     """MOG2 background subtraction measured per zone, on a downscaled grey frame."""
 
-    def __init__(self, zones: Sequence[Zone], width: int = 320, history: int = 300,
-                 var_threshold: float = 25.0) -> None:
+    def __init__(
+        self,
+        zones: Sequence[Zone],
+        width: int = 320,
+        history: int = 300,
+        var_threshold: float = 25.0,
+    ) -> None:
         import cv2
 
         self.zones = list(zones)
@@ -975,8 +1045,9 @@ class MotionDetector:
         self._masks = {}
         for z in self.zones:
             m = np.zeros((h, w), np.uint8)
-            pts = np.array([[round(x * (w - 1)), round(y * (h - 1))] for x, y in z.polygon],
-                           np.int32)
+            pts = np.array(
+                [[round(x * (w - 1)), round(y * (h - 1))] for x, y in z.polygon], np.int32
+            )
             cv2.fillPoly(m, [pts], 255)
             self._masks[z.id] = m
         self._size = (w, h)
@@ -1064,15 +1135,21 @@ class CameraAnalyzer:
             feats = [appearance(img, d.box) for d in dets]
             return self._step(dets, now, w / h, motion, feats)
 
-    def process_detections(self, detections: Sequence[PersonDetection], ts: float | datetime,
-                           aspect: float = 4.0 / 3.0) -> list[AnalyticsEvent]:
+    def process_detections(
+        self, detections: Sequence[PersonDetection], ts: float | datetime, aspect: float = 4.0 / 3.0
+    ) -> list[AnalyticsEvent]:
         """Run tracking and rules on detections made elsewhere (no motion rules)."""
         with self._lock:
             return self._step(list(detections), to_epoch(ts), aspect, None)
 
-    def _step(self, dets: list[PersonDetection], now: float, aspect: float,
-              motion: Mapping[str, MotionMeasure] | None,
-              feats: list[np.ndarray | None] | None = None) -> list[AnalyticsEvent]:
+    def _step(
+        self,
+        dets: list[PersonDetection],
+        now: float,
+        aspect: float,
+        motion: Mapping[str, MotionMeasure] | None,
+        feats: list[np.ndarray | None] | None = None,
+    ) -> list[AnalyticsEvent]:
         self.last_detections = dets
         self.last_tracks = self.tracker.update(dets, now, aspect=aspect, features=feats)
         return self.rules.update(self.last_tracks, now, motion)

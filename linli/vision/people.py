@@ -13,10 +13,13 @@ OpenCV/dlib provide:
 
 ``hog``
     OpenCV's HOG + linear-SVM full-body people detector (Dalal & Triggs, the
-    ``getDefaultPeopleDetector`` coefficients compiled into OpenCV).  OpenCV 5 moved
-    it from the main wheel to ``opencv-contrib-python-headless`` (module
-    ``xobjdetect``), so it is used only when ``cv2.HOGDescriptor`` exists.  It sees
-    standing/walking people from any side at >= 64x128 px, the typical CCTV view.
+    ``cv2.HOGDescriptor_getDefaultPeopleDetector()`` coefficients compiled into
+    OpenCV 4.x; the project pins ``opencv-python-headless`` 4.x because OpenCV 5
+    moved it out of the main wheel).  It sees standing/walking people from any
+    side at >= 64x128 px, the typical CCTV view, including people seen from behind.
+    Only windows whose SVM decision value is at least ``hog_threshold`` (default
+    1.0, i.e. outside the SVM's margin band) count: inside the band (0..1) the
+    detector fires on hands, microphone stands and lamps as often as on people.
 
 ``auto`` (default) runs every backend that is available and merges the results:
 a face-derived box whose face lies in the upper part of a body box is dropped in
@@ -90,8 +93,8 @@ class DetectorConfig:
     face_upsample: int = 1
     #: dlib detection score threshold (SVM margin); raise to cut false positives
     face_threshold: float = 0.0
-    #: HOG SVM margin threshold for a body detection
-    hog_threshold: float = 0.5
+    #: HOG SVM decision value a body detection needs (>= 1: outside the margin band)
+    hog_threshold: float = 1.0
     hog_scale: float = 1.05
     hog_win_stride: int = 8
     #: IoU above which two person boxes are the same person
@@ -114,10 +117,10 @@ class DetectorConfig:
 
 
 def hog_available() -> bool:
-    """True when the installed OpenCV has the HOG people detector (contrib build or < 5)."""
+    """True when the installed OpenCV has the HOG people detector (OpenCV 4.x main wheel)."""
     import cv2
 
-    return hasattr(cv2, "HOGDescriptor")
+    return hasattr(cv2, "HOGDescriptor") and hasattr(cv2, "HOGDescriptor_getDefaultPeopleDetector")
 
 
 def available_backends() -> list[str]:
@@ -219,9 +222,9 @@ class PersonDetector:
         if "hog" in self.backends:
             import cv2
 
-            cv: Any = cv2  # HOGDescriptor is absent from the stubs of OpenCV 5's main wheel
+            cv: Any = cv2  # the stubs lack the module-level alias of the static method
             hog = cv.HOGDescriptor()
-            hog.setSVMDetector(cv.HOGDescriptor.getDefaultPeopleDetector())
+            hog.setSVMDetector(cv.HOGDescriptor_getDefaultPeopleDetector())
             self._hog = hog
 
     def detect(self, frame: np.ndarray) -> list[PersonDetection]:
@@ -232,8 +235,9 @@ class PersonDetector:
         h, w = img.shape[:2]
         if w > self.config.max_width:
             scale = self.config.max_width / w
-            img = cv2.resize(img, (self.config.max_width, max(1, round(h * scale))),
-                             interpolation=cv2.INTER_AREA)
+            img = cv2.resize(
+                img, (self.config.max_width, max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+            )
             h, w = img.shape[:2]
         with self._lock:
             bodies = self._detect_hog(img) if self._hog is not None else []
@@ -270,8 +274,12 @@ class PersonDetector:
             cx = (fx1 + fx2) / 2.0
             bw = cfg.body_width_factor * fw
             top = fy1 - 0.3 * fh
-            body = _clip_box((cx - bw / 2) / w, top / h, (cx + bw / 2) / w,
-                             (top + cfg.body_height_factor * fh) / h)
+            body = _clip_box(
+                (cx - bw / 2) / w,
+                top / h,
+                (cx + bw / 2) / w,
+                (top + cfg.body_height_factor * fh) / h,
+            )
             face = _clip_box(fx1 / w, fy1 / h, fx2 / w, fy2 / h)
             out.append(PersonDetection(box=body, score=float(s), source="face", face_box=face))
         return out
@@ -286,8 +294,9 @@ class PersonDetector:
             img, winStride=stride, padding=(8, 8), scale=cfg.hog_scale
         )
         out: list[PersonDetection] = []
-        for (x, y, bw, bh), s in zip(np.asarray(rects).reshape(-1, 4),
-                                     np.asarray(weights).reshape(-1), strict=True):
+        for (x, y, bw, bh), s in zip(
+            np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1), strict=True
+        ):
             if float(s) < cfg.hog_threshold:
                 continue
             # the HOG window has ~8 px of margin around the person on each side

@@ -130,8 +130,11 @@ def appearance(image: np.ndarray, box: Box) -> np.ndarray | None:
     crop = image[cy1:cy2, cx1:cx2]
     if crop.shape[0] * crop.shape[1] > 4096:  # a small copy is plenty for 64 bins
         f = math.sqrt(4096 / (crop.shape[0] * crop.shape[1]))
-        crop = cv2.resize(crop, (max(2, int(crop.shape[1] * f)), max(2, int(crop.shape[0] * f))),
-                          interpolation=cv2.INTER_AREA)
+        crop = cv2.resize(
+            crop,
+            (max(2, int(crop.shape[1] * f)), max(2, int(crop.shape[0] * f))),
+            interpolation=cv2.INTER_AREA,
+        )
     hsv = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)
     hist = cv2.calcHist([hsv], [0, 1], None, [16, 4], [0, 180, 0, 256]).ravel()
     total = float(hist.sum())
@@ -234,8 +237,9 @@ class Tracker:
         for j, (box, score) in enumerate(dets):
             if j in matched_dets:
                 continue
-            tr = _Track(self._next_id, box, score, ts, ts, confirmed=cfg.min_hits <= 1,
-                        feature=feats[j])
+            tr = _Track(
+                self._next_id, box, score, ts, ts, confirmed=cfg.min_hits <= 1, feature=feats[j]
+            )
             self._next_id += 1
             survivors.append(tr)
             visible_ids.add(tr.track_id)
@@ -258,13 +262,22 @@ class Tracker:
     def all_tracks(self) -> list[TrackSnapshot]:
         """Every live track, tentative ones included (for display and debugging)."""
         return [
-            TrackSnapshot(t.track_id, t.box, t.score, t.first_ts, t.last_seen_ts, t.hits,
-                          t.confirmed, t.last_seen_ts == self._last_ts)
+            TrackSnapshot(
+                t.track_id,
+                t.box,
+                t.score,
+                t.first_ts,
+                t.last_seen_ts,
+                t.hits,
+                t.confirmed,
+                t.last_seen_ts == self._last_ts,
+            )
             for t in self._tracks
         ]
 
-    def _apply(self, tr: _Track, det: tuple[Box, float], ts: float,
-               feature: np.ndarray | None) -> None:
+    def _apply(
+        self, tr: _Track, det: tuple[Box, float], ts: float, feature: np.ndarray | None
+    ) -> None:
         box, score = det
         if feature is not None:
             tr.feature = feature if tr.feature is None else 0.7 * tr.feature + 0.3 * feature

@@ -227,8 +227,9 @@ def _iter_file(cfg: StreamConfig, stop: threading.Event, realtime: bool) -> Iter
                     continue
                 ok, img = cap.retrieve()
                 if not ok or img is None:
-                    raise StreamError("malformed_stream", f"frame {n} cannot be decoded",
-                                      url=str(path))
+                    raise StreamError(
+                        "malformed_stream", f"frame {n} cannot be decoded", url=str(path)
+                    )
                 next_t += period
                 if next_t < t:
                     next_t = t + period
@@ -236,14 +237,16 @@ def _iter_file(cfg: StreamConfig, stop: threading.Event, realtime: bool) -> Iter
                     delay = wall0 + t - time.monotonic()
                     if delay > 0 and stop.wait(delay):
                         return
-                yield Frame(_shrink(img, cfg.max_width), start_ts + offset + t, index,
-                            cfg.camera_id)
+                yield Frame(
+                    _shrink(img, cfg.max_width), start_ts + offset + t, index, cfg.camera_id
+                )
                 index += 1
             if n == 0:
                 raise StreamError("malformed_stream", "no frame could be read", url=str(path))
             if total and n < total * 0.9:
-                raise StreamError("stream_lost", f"ended after {n} of {total} frames",
-                                  url=str(path))
+                raise StreamError(
+                    "stream_lost", f"ended after {n} of {total} frames", url=str(path)
+                )
         finally:
             cap.release()
         if not cfg.loop:
@@ -261,14 +264,17 @@ def _iter_capture(cfg: StreamConfig, stop: threading.Event) -> Iterator[Frame]:
             "OPENCV_FFMPEG_CAPTURE_OPTIONS", f"rtsp_transport;{cfg.rtsp_transport}"
         )
     params = [
-        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(cfg.open_timeout_s * 1000),
-        cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(cfg.read_timeout_s * 1000),
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        int(cfg.open_timeout_s * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        int(cfg.read_timeout_s * 1000),
     ]
     cap = cv2.VideoCapture(cfg.url, cv2.CAP_FFMPEG, params)
     try:
         if not cap.isOpened():
-            raise StreamError("connect_failed", "no answer, refused, or not a video stream",
-                              url=cfg.url)
+            raise StreamError(
+                "connect_failed", "no answer, refused, or not a video stream", url=cfg.url
+            )
         sampler = _Sampler(cfg.fps, time.monotonic)
         index = 0
         got_any = False
@@ -339,8 +345,10 @@ def _iter_http(cfg: StreamConfig, stop: threading.Event) -> Iterator[Frame]:
     got_any = False
     play_as_video = False
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=True) as client, \
-                client.stream("GET", url) as resp:
+        with (
+            httpx.Client(timeout=timeout, follow_redirects=True) as client,
+            client.stream("GET", url) as resp,
+        ):
             if resp.status_code >= 400:
                 raise StreamError("http_error", f"status {resp.status_code}", url=url)
             ctype = resp.headers.get("content-type", "").lower()
@@ -352,8 +360,9 @@ def _iter_http(cfg: StreamConfig, stop: threading.Event) -> Iterator[Frame]:
                 while not stop.is_set():
                     img = decode(data)
                     if img is None:
-                        raise StreamError("malformed_stream", "the snapshot is not an image",
-                                          url=url)
+                        raise StreamError(
+                            "malformed_stream", "the snapshot is not an image", url=url
+                        )
                     got_any = True
                     yield Frame(_shrink(img, cfg.max_width), time.time(), index, cfg.camera_id)
                     index += 1
@@ -368,8 +377,9 @@ def _iter_http(cfg: StreamConfig, stop: threading.Event) -> Iterator[Frame]:
             if ctype.startswith(("video/", "application/octet-stream")):
                 play_as_video = True
             elif "multipart" not in ctype:
-                raise StreamError("unsupported_content", f"content type {ctype or 'none'!r}",
-                                  url=url)
+                raise StreamError(
+                    "unsupported_content", f"content type {ctype or 'none'!r}", url=url
+                )
             else:
                 parser = MjpegParser()
                 sampler = _Sampler(cfg.fps, time.monotonic)
@@ -389,20 +399,24 @@ def _iter_http(cfg: StreamConfig, stop: threading.Event) -> Iterator[Frame]:
                             sampler.next_due = sampler.clock()  # try the next one instead
                             bad += 1
                             if bad >= cfg.max_bad_images:
-                                raise StreamError("malformed_stream",
-                                                  f"{bad} undecodable images in a row", url=url)
+                                raise StreamError(
+                                    "malformed_stream",
+                                    f"{bad} undecodable images in a row",
+                                    url=url,
+                                )
                             continue
                         bad = 0
                         got_any = True
-                        yield Frame(_shrink(img, cfg.max_width), time.time(), index,
-                                    cfg.camera_id)
+                        yield Frame(_shrink(img, cfg.max_width), time.time(), index, cfg.camera_id)
                         index += 1
                     if not got_any and len(parser.buf) > 4 * 1024 * 1024:
-                        raise StreamError("malformed_stream", "no image in the first 4 MB",
-                                          url=url)
+                        raise StreamError("malformed_stream", "no image in the first 4 MB", url=url)
                 # the server closed the connection
-                raise StreamError("stream_lost" if got_any else "malformed_stream",
-                                  "the camera closed the connection", url=url)
+                raise StreamError(
+                    "stream_lost" if got_any else "malformed_stream",
+                    "the camera closed the connection",
+                    url=url,
+                )
     except httpx.ConnectTimeout as exc:
         raise StreamError("timeout", "connecting", url=url) from exc
     except httpx.TimeoutException as exc:
@@ -412,8 +426,9 @@ def _iter_http(cfg: StreamConfig, stop: threading.Event) -> Iterator[Frame]:
     except httpx.ConnectError as exc:
         raise StreamError("connect_failed", str(exc) or type(exc).__name__, url=url) from exc
     except httpx.HTTPError as exc:
-        raise StreamError("stream_lost" if got_any else "connect_failed",
-                          str(exc) or type(exc).__name__, url=url) from exc
+        raise StreamError(
+            "stream_lost" if got_any else "connect_failed", str(exc) or type(exc).__name__, url=url
+        ) from exc
     if play_as_video:
         yield from _iter_capture(cfg, stop)
 
@@ -568,12 +583,14 @@ class CameraWorker:
         if self._reader is not None:
             return self
         name = self.config.camera_id or redact_url(self.config.url)
-        self._reader = threading.Thread(target=self._read_loop, name=f"cam-read:{name}",
-                                        daemon=True)
+        self._reader = threading.Thread(
+            target=self._read_loop, name=f"cam-read:{name}", daemon=True
+        )
         self._reader.start()
         if self.on_frame is not None:
-            self._processor = threading.Thread(target=self._process_loop,
-                                               name=f"cam-proc:{name}", daemon=True)
+            self._processor = threading.Thread(
+                target=self._process_loop, name=f"cam-proc:{name}", daemon=True
+            )
             self._processor.start()
         return self
 

@@ -76,8 +76,16 @@ SQUARE = [[0.2, 0.2], [0.6, 0.2], [0.6, 0.6], [0.2, 0.6]]
 
 def person(tid: int, x: float, y: float, ts: float, *, visible: bool = True) -> TrackSnapshot:
     """A confirmed track whose feet (box bottom centre) are at (x, y)."""
-    return TrackSnapshot(track_id=tid, box=(x - 0.03, y - 0.2, x + 0.03, y), score=1.0,
-                         first_ts=ts, last_seen_ts=ts, hits=5, confirmed=True, visible=visible)
+    return TrackSnapshot(
+        track_id=tid,
+        box=(x - 0.03, y - 0.2, x + 0.03, y),
+        score=1.0,
+        first_ts=ts,
+        last_seen_ts=ts,
+        hits=5,
+        confirmed=True,
+        visible=visible,
+    )
 
 
 def engine(**cfg: object) -> RuleEngine:
@@ -93,8 +101,16 @@ def test_point_in_polygon_convex_concave_and_edges() -> None:
     assert not point_in_polygon((0.7, 0.4), sq)
     assert point_in_polygon((0.6, 0.4), sq)  # on an edge
     assert point_in_polygon((0.2, 0.2), sq)  # a corner
-    u_shape = [(0.1, 0.1), (0.3, 0.1), (0.3, 0.7), (0.7, 0.7), (0.7, 0.1), (0.9, 0.1),
-               (0.9, 0.9), (0.1, 0.9)]
+    u_shape = [
+        (0.1, 0.1),
+        (0.3, 0.1),
+        (0.3, 0.7),
+        (0.7, 0.7),
+        (0.7, 0.1),
+        (0.9, 0.1),
+        (0.9, 0.9),
+        (0.1, 0.9),
+    ]
     assert not point_in_polygon((0.5, 0.4), u_shape)  # in the notch
     assert point_in_polygon((0.2, 0.4), u_shape)
     assert point_in_polygon((0.5, 0.8), u_shape)
@@ -117,34 +133,75 @@ def test_segments_and_sides() -> None:
 @pytest.mark.parametrize(
     ("cfg", "code", "mentions"),
     [
-        ({"zones": [{"id": "roof", "polygon": [[0.1, 0.1], [1.2, 0.1], [0.5, 0.5]]}]},
-         "zone_outside_frame", "roof"),
-        ({"zones": [{"id": "roof", "polygon": [[-0.1, 0.1], [0.9, 0.1], [0.5, 0.5]]}]},
-         "zone_outside_frame", "(-0.1, 0.1)"),
-        ({"zones": [{"id": "z", "polygon": [[120, 80], [400, 80], [400, 300]]}]},
-         "zone_outside_frame", "pixels"),
-        ({"lines": [{"id": "gate", "a": [0.1, 0.5], "b": [1.5, 0.5]}]},
-         "line_outside_frame", "gate"),
-        ({"zones": [{"id": "z", "polygon": [[0.1, 0.1], [0.5, 0.5]]}]},
-         "zone_too_few_points", "z"),
-        ({"zones": [{"id": "z", "polygon": [[0.1, 0.1], [0.3, 0.3], [0.5, 0.5]]}]},
-         "zone_zero_area", "z"),
-        ({"zones": [{"id": "z", "polygon": [[0.1, 0.1], [0.5, 0.5], [0.5, 0.1], [0.1, 0.5]]}]},
-         "zone_self_intersecting", "z"),
-        ({"zones": [{"id": "a", "polygon": SQUARE}], "lines": [{"id": "a", "a": [0, 0],
-                                                                 "b": [1, 1]}]},
-         "duplicate_id", "a"),
+        (
+            {"zones": [{"id": "roof", "polygon": [[0.1, 0.1], [1.2, 0.1], [0.5, 0.5]]}]},
+            "zone_outside_frame",
+            "roof",
+        ),
+        (
+            {"zones": [{"id": "roof", "polygon": [[-0.1, 0.1], [0.9, 0.1], [0.5, 0.5]]}]},
+            "zone_outside_frame",
+            "(-0.1, 0.1)",
+        ),
+        (
+            {"zones": [{"id": "z", "polygon": [[120, 80], [400, 80], [400, 300]]}]},
+            "zone_outside_frame",
+            "pixels",
+        ),
+        (
+            {"lines": [{"id": "gate", "a": [0.1, 0.5], "b": [1.5, 0.5]}]},
+            "line_outside_frame",
+            "gate",
+        ),
+        ({"zones": [{"id": "z", "polygon": [[0.1, 0.1], [0.5, 0.5]]}]}, "zone_too_few_points", "z"),
+        (
+            {"zones": [{"id": "z", "polygon": [[0.1, 0.1], [0.3, 0.3], [0.5, 0.5]]}]},
+            "zone_zero_area",
+            "z",
+        ),
+        (
+            {"zones": [{"id": "z", "polygon": [[0.1, 0.1], [0.5, 0.5], [0.5, 0.1], [0.1, 0.5]]}]},
+            "zone_self_intersecting",
+            "z",
+        ),
+        (
+            {
+                "zones": [{"id": "a", "polygon": SQUARE}],
+                "lines": [{"id": "a", "a": [0, 0], "b": [1, 1]}],
+            },
+            "duplicate_id",
+            "a",
+        ),
         ({"zones": [{"id": "bad id!", "polygon": SQUARE}]}, "bad_id", "bad id!"),
-        ({"zones": [{"id": "z", "polygon": SQUARE, "intrusion": {"hours": "25:00-06:00"}}]},
-         "bad_hours", "25:00"),
-        ({"zones": [{"id": "z", "polygon": SQUARE, "intrusion": {"hours": ["night"]}}]},
-         "bad_hours", "night"),
-        ({"zones": [{"id": "z", "polygon": SQUARE, "loitering": {"seconds": -5}}]},
-         "bad_rule", "seconds"),
-        ({"zones": [{"id": "z", "polygon": SQUARE, "gathering": {"max_people": 2.5}}]},
-         "bad_rule", "max_people"),
-        ({"lines": [{"id": "g", "a": [0.1, 0.5], "b": [0.9, 0.5],
-                     "tailgating": {"direction": "up"}}]}, "bad_rule", "direction"),
+        (
+            {"zones": [{"id": "z", "polygon": SQUARE, "intrusion": {"hours": "25:00-06:00"}}]},
+            "bad_hours",
+            "25:00",
+        ),
+        (
+            {"zones": [{"id": "z", "polygon": SQUARE, "intrusion": {"hours": ["night"]}}]},
+            "bad_hours",
+            "night",
+        ),
+        (
+            {"zones": [{"id": "z", "polygon": SQUARE, "loitering": {"seconds": -5}}]},
+            "bad_rule",
+            "seconds",
+        ),
+        (
+            {"zones": [{"id": "z", "polygon": SQUARE, "gathering": {"max_people": 2.5}}]},
+            "bad_rule",
+            "max_people",
+        ),
+        (
+            {
+                "lines": [
+                    {"id": "g", "a": [0.1, 0.5], "b": [0.9, 0.5], "tailgating": {"direction": "up"}}
+                ]
+            },
+            "bad_rule",
+            "direction",
+        ),
         ({"lines": [{"id": "g", "a": [0.5, 0.5], "b": [0.5, 0.501]}]}, "line_too_short", "g"),
         ({"timezone": "Mars/Olympus"}, "bad_timezone", "Mars"),
         ({"zones": "everywhere"}, "bad_config", ""),
@@ -164,15 +221,28 @@ def test_config_round_trips_through_json() -> None:
         "timezone": "Asia/Shanghai",
         "anchor": "bottom",
         "zones": [
-            {"id": "roof", "name": "Roof", "polygon": SQUARE,
-             "intrusion": {"hours": ["22:00-06:00"]},
-             "loitering": {"seconds": 90},
-             "gathering": {"max_people": 4, "seconds": 10, "hours": [
-                 {"start": "20:00", "end": "24:00", "days": ["sat", "sun"]}]},
-             "motion": {"hours": "23:00-05:00", "min_area": 0.02, "cooldown_s": 60}},
+            {
+                "id": "roof",
+                "name": "Roof",
+                "polygon": SQUARE,
+                "intrusion": {"hours": ["22:00-06:00"]},
+                "loitering": {"seconds": 90},
+                "gathering": {
+                    "max_people": 4,
+                    "seconds": 10,
+                    "hours": [{"start": "20:00", "end": "24:00", "days": ["sat", "sun"]}],
+                },
+                "motion": {"hours": "23:00-05:00", "min_area": 0.02, "cooldown_s": 60},
+            },
         ],
-        "lines": [{"id": "gate-1", "a": [0.2, 0.7], "b": [0.8, 0.7],
-                   "tailgating": {"direction": "in", "window_s": 4, "grace_s": 1}}],
+        "lines": [
+            {
+                "id": "gate-1",
+                "a": [0.2, 0.7],
+                "b": [0.8, 0.7],
+                "tailgating": {"direction": "in", "window_s": 4, "grace_s": 1},
+            }
+        ],
     }
     cfg = CameraConfig.from_dict(raw)
     again = CameraConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
@@ -221,8 +291,9 @@ def test_line_crossing_counts_with_direction() -> None:
 
 
 def test_jitter_on_the_line_counts_once() -> None:
-    eng = engine(anchor="bottom", line_margin=0.02,
-                 lines=[{"id": "door", "a": [0.1, 0.5], "b": [0.9, 0.5]}])
+    eng = engine(
+        anchor="bottom", line_margin=0.02, lines=[{"id": "door", "a": [0.1, 0.5], "b": [0.9, 0.5]}]
+    )
     ys = [0.3, 0.45, 0.51, 0.49, 0.515, 0.485, 0.53, 0.6, 0.7]
     events: list[AnalyticsEvent] = []
     for k, y in enumerate(ys):
@@ -291,8 +362,9 @@ def test_loitering_after_dwell_time() -> None:
 
 
 def test_gathering_more_than_n_people_for_some_time() -> None:
-    eng = engine(zones=[{"id": "yard", "polygon": SQUARE,
-                         "gathering": {"max_people": 3, "seconds": 10}}])
+    eng = engine(
+        zones=[{"id": "yard", "polygon": SQUARE, "gathering": {"max_people": 3, "seconds": 10}}]
+    )
 
     def crowd(n: int, ts: float) -> list[TrackSnapshot]:
         return [person(i + 1, 0.25 + 0.05 * i, 0.4, ts) for i in range(n)] + [
@@ -325,9 +397,16 @@ def test_dropped_tracks_are_forgotten() -> None:
 
 
 def test_motion_rule_hours_warmup_and_cooldown() -> None:
-    eng = engine(motion_warmup_frames=2, zones=[
-        {"id": "store", "polygon": SQUARE,
-         "motion": {"hours": "22:00-06:00", "min_area": 0.05, "cooldown_s": 30}}])
+    eng = engine(
+        motion_warmup_frames=2,
+        zones=[
+            {
+                "id": "store",
+                "polygon": SQUARE,
+                "motion": {"hours": "22:00-06:00", "min_area": 0.05, "cooldown_s": 30},
+            }
+        ],
+    )
     still = {"store": MotionMeasure(0.001, None)}
     moving = {"store": MotionMeasure(0.2, (0.3, 0.3, 0.4, 0.5))}
     assert eng.update([], NIGHT, moving) == []  # warm-up
@@ -335,11 +414,14 @@ def test_motion_rule_hours_warmup_and_cooldown() -> None:
     assert eng.update([], NIGHT + 2, still) == []
     out = eng.update([], NIGHT + 3, moving)
     assert [(e.kind, e.zone_id, e.box) for e in out] == [
-        (EventKind.MOTION, "store", (0.3, 0.3, 0.4, 0.5))]
+        (EventKind.MOTION, "store", (0.3, 0.3, 0.4, 0.5))
+    ]
     assert eng.update([], NIGHT + 10, moving) == []  # cooling down
     assert len(eng.update([], NIGHT + 40, moving)) == 1
-    day = engine(motion_warmup_frames=0, zones=[
-        {"id": "store", "polygon": SQUARE, "motion": {"hours": "22:00-06:00"}}])
+    day = engine(
+        motion_warmup_frames=0,
+        zones=[{"id": "store", "polygon": SQUARE, "motion": {"hours": "22:00-06:00"}}],
+    )
     assert day.update([], NOON, moving) == []
 
 
@@ -366,11 +448,18 @@ def test_motion_after_hours_on_real_frames(clip: list[np.ndarray]) -> None:
 
     def noisy(img: np.ndarray) -> np.ndarray:
         return np.clip(img.astype(np.int16) + rng.normal(0, 2.0, img.shape), 0, 255).astype(
-            np.uint8)
+            np.uint8
+        )
 
-    cfg = {"zones": [{"id": "right", "polygon": [[0.55, 0.0], [1.0, 0.0], [1.0, 1.0],
-                                                  [0.55, 1.0]],
-                      "motion": {"hours": "22:00-06:00", "min_area": 0.02, "cooldown_s": 5}}]}
+    cfg = {
+        "zones": [
+            {
+                "id": "right",
+                "polygon": [[0.55, 0.0], [1.0, 0.0], [1.0, 1.0], [0.55, 1.0]],
+                "motion": {"hours": "22:00-06:00", "min_area": 0.02, "cooldown_s": 5},
+            }
+        ]
+    }
     for start, expect in ((NIGHT, True), (NOON, False)):
         an = CameraAnalyzer(cfg)
         assert an.motion is not None and not an.needs_people
@@ -382,7 +471,7 @@ def test_motion_after_hours_on_real_frames(clip: list[np.ndarray]) -> None:
             img = background.copy()
             x = 380 + 25 * k
             w = min(patch.shape[1], 640 - x)
-            img[60:320, x:x + w] = patch[:, :w]
+            img[60:320, x : x + w] = patch[:, :w]
             events += an.process(noisy(img), start + 10 + k * 0.5)
         kinds = {e.kind for e in events}
         assert (kinds == {EventKind.MOTION}) is expect
@@ -409,9 +498,17 @@ def test_motion_detector_measures_only_its_zones(clip: list[np.ndarray]) -> None
 
 
 def gate_engine() -> RuleEngine:
-    return engine(anchor="bottom", lines=[{
-        "id": "gate", "a": [0.1, 0.5], "b": [0.9, 0.5],
-        "tailgating": {"direction": "in", "window_s": 5, "grace_s": 2}}])
+    return engine(
+        anchor="bottom",
+        lines=[
+            {
+                "id": "gate",
+                "a": [0.1, 0.5],
+                "b": [0.9, 0.5],
+                "tailgating": {"direction": "in", "window_s": 5, "grace_s": 2},
+            }
+        ],
+    )
 
 
 def walk_through(eng: RuleEngine, tid: int, x: float, t0: float) -> list[AnalyticsEvent]:
@@ -480,14 +577,18 @@ def _pan(clip: list[np.ndarray], reverse: bool) -> Iterator[np.ndarray]:
     for k, i in enumerate(idx):
         frac = k / (len(idx) - 1)
         x0 = round((1 - frac if reverse else frac) * (640 - 320))
-        yield clip[i][:, x0:x0 + 320]
+        yield clip[i][:, x0 : x0 + 320]
 
 
 @pytest.mark.parametrize(("reverse", "expected"), [(False, "in"), (True, "out")])
-def test_line_crossing_on_real_footage(clip: list[np.ndarray], reverse: bool,
-                                       expected: str) -> None:
-    cfg = {"camera_id": "stage", "anchor": "center",
-           "lines": [{"id": "mid", "a": [0.5, 0.0], "b": [0.5, 1.0]}]}
+def test_line_crossing_on_real_footage(
+    clip: list[np.ndarray], reverse: bool, expected: str
+) -> None:
+    cfg = {
+        "camera_id": "stage",
+        "anchor": "center",
+        "lines": [{"id": "mid", "a": [0.5, 0.0], "b": [0.5, 1.0]}],
+    }
     an = CameraAnalyzer(cfg)
     events: list[AnalyticsEvent] = []
     seen_ids: set[int] = set()
@@ -495,7 +596,8 @@ def test_line_crossing_on_real_footage(clip: list[np.ndarray], reverse: bool,
         events += an.process(frame, NIGHT + k * 0.2)
         seen_ids.update(t.track_id for t in an.last_tracks)
     assert [(e.kind, e.line_id, e.direction) for e in events] == [
-        (EventKind.LINE_CROSSING, "mid", expected)]
+        (EventKind.LINE_CROSSING, "mid", expected)
+    ]
     other = "out" if expected == "in" else "in"
     assert an.line_counts == {"mid": {expected: 1, other: 0}}
     assert len(seen_ids) == 1  # one person, one identity, all the way
@@ -504,8 +606,9 @@ def test_line_crossing_on_real_footage(clip: list[np.ndarray], reverse: bool,
 def test_analyzer_accepts_external_detections_and_datetimes() -> None:
     from linli.vision.people import PersonDetection
 
-    an = CameraAnalyzer({"zones": [{"id": "z", "polygon": SQUARE, "intrusion": {}}],
-                         "tracker": {"min_hits": 1}})
+    an = CameraAnalyzer(
+        {"zones": [{"id": "z", "polygon": SQUARE, "intrusion": {}}], "tracker": {"min_hits": 1}}
+    )
     det = PersonDetection(box=(0.35, 0.2, 0.45, 0.5), score=1.0, source="hog")
     out = an.process_detections([det], datetime(2025, 3, 4, 15, 0, tzinfo=ZoneInfo("UTC")))
     assert [e.kind for e in out] == [EventKind.INTRUSION]
@@ -549,14 +652,19 @@ def test_file_sampling_at_the_configured_rate(shared_data: Path) -> None:
     assert all(0.45 < b - a < 0.55 for a, b in pairwise(ts))
     assert [f.index for f in frames] == list(range(len(frames)))
     assert frames[0].image.shape == (360, 640, 3)
-    looped = list(islice(iter_frames(str(shared_data / CLIP), fps=2.0, loop=True,
-                                     start_ts=0.0, max_width=320), 30))
+    looped = list(
+        islice(
+            iter_frames(str(shared_data / CLIP), fps=2.0, loop=True, start_ts=0.0, max_width=320),
+            30,
+        )
+    )
     assert len(looped) == 30 and looped[-1].ts > 9.5
     assert looped[0].image.shape == (180, 320, 3)
 
 
-def test_a_file_that_dies_midway_ends_with_stream_lost(clip: list[np.ndarray],
-                                                       tmp_path: Path) -> None:
+def test_a_file_that_dies_midway_ends_with_stream_lost(
+    clip: list[np.ndarray], tmp_path: Path
+) -> None:
     import cv2
 
     path = tmp_path / "cam.avi"
@@ -577,12 +685,14 @@ def test_a_file_that_dies_midway_ends_with_stream_lost(clip: list[np.ndarray],
 def test_mjpeg_parser_splits_jpegs_across_chunks() -> None:
     a = b"\xff\xd8" + b"A" * 100 + b"\xff\xd9"
     b = b"\xff\xd8" + b"B\xff\x00" * 50 + b"\xff\xd9"
-    stream = (b"--frame\r\nContent-Type: image/jpeg\r\n\r\n" + a + b"\r\n--frame\r\n"
-              b"Content-Type: image/jpeg\r\n\r\n" + b + b"\r\n")
+    stream = (
+        b"--frame\r\nContent-Type: image/jpeg\r\n\r\n" + a + b"\r\n--frame\r\n"
+        b"Content-Type: image/jpeg\r\n\r\n" + b + b"\r\n"
+    )
     p = MjpegParser()
     out: list[bytes] = []
     for i in range(0, len(stream), 7):
-        out += p.feed(stream[i:i + 7])
+        out += p.feed(stream[i : i + 7])
     assert out == [a, b]
     small = MjpegParser(max_bytes=1000)
     with pytest.raises(StreamError) as exc:
@@ -723,8 +833,10 @@ def wait_until(pred: Callable[[], bool], timeout: float = 20.0) -> bool:
 
 
 def test_worker_reconnects_after_the_stream_dies(camera_server: str) -> None:
-    w = CameraWorker(StreamConfig(f"{camera_server}/dying", camera_id="c1", fps=math.inf),
-                     backoff=Backoff(initial_s=0.05, max_s=0.2, jitter=0.0))
+    w = CameraWorker(
+        StreamConfig(f"{camera_server}/dying", camera_id="c1", fps=math.inf),
+        backoff=Backoff(initial_s=0.05, max_s=0.2, jitter=0.0),
+    )
     w.start()
     try:
         assert wait_until(lambda: w.status().connects >= 3)
@@ -739,8 +851,7 @@ def test_worker_reconnects_after_the_stream_dies(camera_server: str) -> None:
     assert w.status().state == "stopped"
 
 
-def test_one_bad_camera_does_not_affect_the_others(camera_server: str,
-                                                   closed_port: int) -> None:
+def test_one_bad_camera_does_not_affect_the_others(camera_server: str, closed_port: int) -> None:
     analysed: list[int] = []
 
     def analyse(frame: object) -> None:
@@ -751,14 +862,25 @@ def test_one_bad_camera_does_not_affect_the_others(camera_server: str,
     pool = CameraPool()
     try:
         pool.add("good", StreamConfig(f"{camera_server}/live", fps=10), on_frame=analyse)
-        pool.add("dead", f"http://127.0.0.1:{closed_port}/video",
-                 backoff=Backoff(initial_s=0.05, max_s=0.1, jitter=0.0))
-        pool.add("broken", StreamConfig(f"{camera_server}/login"),
-                 backoff=Backoff(initial_s=0.05, max_s=0.1, jitter=0.0))
+        pool.add(
+            "dead",
+            f"http://127.0.0.1:{closed_port}/video",
+            backoff=Backoff(initial_s=0.05, max_s=0.1, jitter=0.0),
+        )
+        pool.add(
+            "broken",
+            StreamConfig(f"{camera_server}/login"),
+            backoff=Backoff(initial_s=0.05, max_s=0.1, jitter=0.0),
+        )
         good, dead, broken = pool.get("good"), pool.get("dead"), pool.get("broken")
         assert good is not None and dead is not None and broken is not None
-        assert wait_until(lambda: good.status().processed >= 5
-                          and dead.status().failures >= 3 and broken.status().failures >= 3)
+        assert wait_until(
+            lambda: (
+                good.status().processed >= 5
+                and dead.status().failures >= 3
+                and broken.status().failures >= 3
+            )
+        )
         assert good.status().last_error_code is None
         assert good.status().state == "streaming"
         assert good.status().callback_errors == 1  # reported, and the worker went on
@@ -810,11 +932,20 @@ def test_watch_camera_turns_a_live_stream_into_events(camera_server: str) -> Non
     from linli.vision.analytics import watch_camera
 
     events: list[AnalyticsEvent] = []
-    cfg = {"camera_id": "hall", "motion_warmup_frames": 3,
-           "zones": [{"id": "all", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
-                      "motion": {"min_area": 0.01, "cooldown_s": 0}}]}
-    worker, analyzer = watch_camera(StreamConfig(f"{camera_server}/live", fps=10), cfg,
-                                    events.append)
+    cfg = {
+        "camera_id": "hall",
+        "motion_warmup_frames": 3,
+        "zones": [
+            {
+                "id": "all",
+                "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]],
+                "motion": {"min_area": 0.01, "cooldown_s": 0},
+            }
+        ],
+    }
+    worker, analyzer = watch_camera(
+        StreamConfig(f"{camera_server}/live", fps=10), cfg, events.append
+    )
     try:
         assert wait_until(lambda: len(events) >= 2)
         assert analyzer.frames >= 5
