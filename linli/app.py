@@ -268,6 +268,16 @@ async def _periodic(
 
         with db.session() as s:
             vehicles_housekeeping(s, settings, files)
+        from linli.waste.service import periodic as waste_periodic
+
+        waste_periodic(db, settings, files)
+        from linli.safety import service as safety
+        from linli.safety import worker as safety_worker
+
+        with db.session() as s:
+            safety.periodic(s, settings, files)
+        if safety_worker.inapp_enabled(settings):
+            safety_worker.ensure_inapp(db, settings, files)
         if time.monotonic() - last_purge >= 3600:
             with db.session() as s:
                 purge_telemetry(

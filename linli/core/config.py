@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     telemetry_hour_days: int = Field(
         default=0, ge=0, description="days 1-hour roll-ups are kept (0: for ever)"
     )
+    safety_workers: str = Field(
+        default="process",
+        description="process: cameras are sampled by `python -m linli.safety.worker`; "
+        "inapp: by the web server itself (small sites, the demo)",
+        pattern="^(process|inapp)$",
+    )
     dead_letter_days: int = Field(
         default=30, ge=1, description="days rejected device messages are kept for inspection"
     )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -304,8 +303,9 @@ _inapp: SafetyWorker | None = None
 _inapp_lock = threading.Lock()
 
 
-def inapp_enabled() -> bool:
-    return os.environ.get("LINLI_SAFETY_WORKERS", "").lower() in ("inapp", "1", "true")
+def inapp_enabled(settings: Settings) -> bool:
+    """``LINLI_SAFETY_WORKERS=inapp``: the web server samples the cameras itself."""
+    return settings.safety_workers == "inapp"
 
 
 def ensure_inapp(db: Database, settings: Settings, files: FileStore) -> SafetyWorker:
