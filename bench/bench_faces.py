@@ -1,4 +1,4 @@
-"""Benchmark of the face pipeline (run on one core: ``taskset -c 0 .venv/bin/python
+"""Benchmark of the face pipeline (run on one core: ``taskset -c 1 .venv/bin/python
 bench/bench_faces.py``).
 
 Measures, on the real photos and video of ../shared/data/faces:
@@ -77,8 +77,10 @@ def cpu_of(values: list[float]) -> list[float]:
 
 def describe(name: str, values: list[float]) -> str:
     v = sorted(values)
-    return (f"{name}: n={len(v)} min={v[0]:.3f} p5={pct(v, 5):.3f} median={pct(v, 50):.3f} "
-            f"p95={pct(v, 95):.3f} max={v[-1]:.3f}")
+    return (
+        f"{name}: n={len(v)} min={v[0]:.3f} p5={pct(v, 5):.3f} median={pct(v, 50):.3f} "
+        f"p95={pct(v, 95):.3f} max={v[-1]:.3f}"
+    )
 
 
 def main() -> int:
@@ -110,8 +112,9 @@ def main() -> int:
             if who is None:
                 unknown_nearest.append(float(d.min()))
             else:
-                genuine_best.append(float(min(x for x, n in zip(d, g_names, strict=True)
-                                              if n == who)))
+                genuine_best.append(
+                    float(min(x for x, n in zip(d, g_names, strict=True) if n == who))
+                )
             for x, n in zip(d, g_names, strict=True):
                 (genuine_all if n == who else impostor_probe).append(float(x))
     cross: list[float] = []
@@ -156,48 +159,72 @@ def main() -> int:
     far = 0.5 * math.erfc((mu - t) / (sd * math.sqrt(2)))
     gmu, gsd = statistics.mean(genuine_all), statistics.stdev(genuine_all)
     frr = 0.5 * math.erfc((t - gmu) / (gsd * math.sqrt(2)))
-    print(f"threshold={t}: margin above worst best-match genuine {t - max(genuine_best):.3f}, "
-          f"below nearest photo impostor {min(impostors) - t:.3f}; video genuine accepted "
-          f"{sum(v <= t for v in video_genuine)}/{len(video_genuine)}, video impostors "
-          f"accepted {sum(v <= t for v in video_impostor)}/{len(video_impostor)}")
-    print(f"normal fit (extrapolation, indicative only): impostor mean {mu:.3f} sd {sd:.3f} -> "
-          f"FAR per comparison ~{far:.1e}; genuine mean {gmu:.3f} sd {gsd:.3f} -> "
-          f"FRR per template ~{frr:.1e}")
+    print(
+        f"threshold={t}: margin above worst best-match genuine {t - max(genuine_best):.3f}, "
+        f"below nearest photo impostor {min(impostors) - t:.3f}; video genuine accepted "
+        f"{sum(v <= t for v in video_genuine)}/{len(video_genuine)}, video impostors "
+        f"accepted {sum(v <= t for v in video_impostor)}/{len(video_impostor)}"
+    )
+    print(
+        f"normal fit (extrapolation, indicative only): impostor mean {mu:.3f} sd {sd:.3f} -> "
+        f"FAR per comparison ~{far:.1e}; genuine mean {gmu:.3f} sd {gsd:.3f} -> "
+        f"FRR per template ~{frr:.1e}"
+    )
 
     # ---- 3. 1:N search at 100,000 templates -----------------------------------------------
     rng = np.random.default_rng(0)
     n_total = 100_000
     mean = g_emb.mean(0)
-    spread = float(np.mean(np.std(np.concatenate([g_emb, np.stack(
-        [f.embedding for f in F.analyze_image(DATA / "probe" / "obama_and_biden.jpg")
-         if f.embedding is not None])]), axis=0)))
+    spread = float(
+        np.mean(
+            np.std(
+                np.concatenate(
+                    [
+                        g_emb,
+                        np.stack(
+                            [
+                                f.embedding
+                                for f in F.analyze_image(DATA / "probe" / "obama_and_biden.jpg")
+                                if f.embedding is not None
+                            ]
+                        ),
+                    ]
+                ),
+                axis=0,
+            )
+        )
+    )
     synthetic = (mean + rng.normal(0.0, spread * 1.6, (n_total - len(g_emb), 128))).astype(
-        np.float32)
+        np.float32
+    )
     big = F.Gallery()
     t0 = time.perf_counter()
     big.add_many([f"synthetic-{i}" for i in range(len(synthetic))], synthetic)
     big.add_many(g_names, g_emb)
     load_s = time.perf_counter() - t0
-    queries = [g_emb[i % len(g_emb)] + rng.normal(0, 0.02, 128).astype(np.float32)
-               for i in range(500)]
+    queries = [
+        g_emb[i % len(g_emb)] + rng.normal(0, 0.02, 128).astype(np.float32) for i in range(500)
+    ]
     qi = iter(queries * 10)
     search_ms = timed(lambda: big.search(next(qi), k=1), 1000)
     identify_ms = timed(lambda: big.identify(next(qi)), 1000)
-    print(f"gallery of {len(big)} templates loaded in {load_s * 1000:.0f} ms; "
-          f"search k=1 p50 {pct(search_ms, 50):.2f} ms p95 {pct(search_ms, 95):.2f} ms "
-          f"(CPU p50 {pct(cpu_of(search_ms), 50):.2f} p95 {pct(cpu_of(search_ms), 95):.2f}); "
-          f"identify (k=2 + margin) p50 {pct(identify_ms, 50):.2f} ms "
-          f"p95 {pct(identify_ms, 95):.2f} ms (CPU p95 {pct(cpu_of(identify_ms), 95):.2f})")
+    print(
+        f"gallery of {len(big)} templates loaded in {load_s * 1000:.0f} ms; "
+        f"search k=1 p50 {pct(search_ms, 50):.2f} ms p95 {pct(search_ms, 95):.2f} ms "
+        f"(CPU p50 {pct(cpu_of(search_ms), 50):.2f} p95 {pct(cpu_of(search_ms), 95):.2f}); "
+        f"identify (k=2 + margin) p50 {pct(identify_ms, 50):.2f} ms "
+        f"p95 {pct(identify_ms, 95):.2f} ms (CPU p95 {pct(cpu_of(identify_ms), 95):.2f})"
+    )
     # the real probes must still come out right among 100,000 templates
     for probe, expected in PROBES.items():
-        got = [big.identify(f.embedding).person_id
-               for f in F.analyze_image(DATA / "probe" / probe)]
+        got = [big.identify(f.embedding).person_id for f in F.analyze_image(DATA / "probe" / probe)]
         assert got == expected, (probe, got, expected)
 
     # ---- 2. access decision, 640x480 frame with one face -----------------------------------
     access_frames: list[np.ndarray] = []
-    sources = [p for d in sorted((DATA / "gallery").iterdir()) if d.is_dir()
-               for p in F.iter_photos(d)]
+    sources = [
+        p for d in sorted((DATA / "gallery").iterdir()) if d.is_dir() for p in F.iter_photos(d)
+    ]
     for src in sources:
         rgb = decode_image(src).rgb
         face = F.analyze_image(rgb, embed=False, order="largest_first")[0]
@@ -205,8 +232,11 @@ def main() -> int:
         s = 200.0 / face.box.width
         cx, cy = face.box.center
         m = np.array([[s, 0, 320 - s * cx], [0, s, 220 - s * cy]], dtype=np.float64)
-        access_frames.append(cv2.warpAffine(rgb, m, (640, 480), flags=cv2.INTER_AREA,
-                                            borderMode=cv2.BORDER_REPLICATE))
+        access_frames.append(
+            cv2.warpAffine(
+                rgb, m, (640, 480), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+            )
+        )
     fi = iter(access_frames * 100)
 
     def decide() -> None:
@@ -217,12 +247,15 @@ def main() -> int:
     decide()
     access_ms = timed(decide, 10 * len(access_frames))
     fi2 = iter(access_frames * 100)
-    detect_ms = timed(lambda: F.detect_faces(next(fi2), min_face=80,
-                                             max_detect_pixels=F.FRAME_DETECT_PIXELS), 44)
-    print(f"access decision 640x480 (detect + landmarks + embedding + quality + identify in "
-          f"{len(big)}): p50 {pct(access_ms, 50):.0f} ms p95 {pct(access_ms, 95):.0f} ms "
-          f"(CPU p50 {pct(cpu_of(access_ms), 50):.0f} p95 {pct(cpu_of(access_ms), 95):.0f}; "
-          f"HOG detection alone p50 {pct(detect_ms, 50):.0f} ms)")
+    detect_ms = timed(
+        lambda: F.detect_faces(next(fi2), min_face=80, max_detect_pixels=F.FRAME_DETECT_PIXELS), 44
+    )
+    print(
+        f"access decision 640x480 (detect + landmarks + embedding + quality + identify in "
+        f"{len(big)}): p50 {pct(access_ms, 50):.0f} ms p95 {pct(access_ms, 95):.0f} ms "
+        f"(CPU p50 {pct(cpu_of(access_ms), 50):.0f} p95 {pct(cpu_of(access_ms), 95):.0f}; "
+        f"HOG detection alone p50 {pct(detect_ms, 50):.0f} ms)"
+    )
 
     # ---- 4. enrollment throughput ----------------------------------------------------------
     t0 = time.perf_counter()
@@ -234,8 +267,10 @@ def main() -> int:
             enrolled += 1
     enroll_rate = enrolled / (time.perf_counter() - t0)
     enroll_cpu_rate = enrolled / (time.thread_time() - c0)
-    print(f"enrollment (decode + detect + quality + embedding of {len(sources)} full-size "
-          f"photos, 2 rounds): {enroll_rate:.2f} photos/s ({enroll_cpu_rate:.2f} per CPU-s)")
+    print(
+        f"enrollment (decode + detect + quality + embedding of {len(sources)} full-size "
+        f"photos, 2 rounds): {enroll_rate:.2f} photos/s ({enroll_cpu_rate:.2f} per CPU-s)"
+    )
 
     # ---- 5. liveness burst ------------------------------------------------------------------
     bursts = [[frames[s + 3 * k] for k in range(8)] for s in range(84, 190, 12)]
@@ -243,18 +278,22 @@ def main() -> int:
     results: list[bool] = []
     live_ms = timed(lambda: results.append(check_liveness(next(bi)).ok), len(bursts))
     static_refused = sum(not check_liveness([frames[s]] * 8).ok for s in (90, 130, 170))
-    print(f"liveness, 8-frame bursts 640x360: p50 {pct(live_ms, 50):.0f} ms "
-          f"(CPU {pct(cpu_of(live_ms), 50):.0f}); real bursts live {sum(results)}/{len(bursts)}; "
-          f"static bursts refused {static_refused}/3")
+    print(
+        f"liveness, 8-frame bursts 640x360: p50 {pct(live_ms, 50):.0f} ms "
+        f"(CPU {pct(cpu_of(live_ms), 50):.0f}); real bursts live {sum(results)}/{len(bursts)}; "
+        f"static bursts refused {static_refused}/3"
+    )
 
     load1 = os.getloadavg()[0]
-    print(f"bench_faces cores=1 access_p95_ms={pct(access_ms, 95):.0f} "
-          f"access_cpu_p95_ms={pct(cpu_of(access_ms), 95):.0f} "
-          f"search100k_p95_ms={pct(search_ms, 95):.2f} "
-          f"search100k_cpu_p95_ms={pct(cpu_of(search_ms), 95):.2f} "
-          f"enroll_photos_per_s={enroll_rate:.2f} threshold={t} "
-          f"genuine_best_max={max(genuine_best):.3f} impostor_min={min(impostors):.3f} "
-          f"loadavg={load1:.1f}")
+    print(
+        f"bench_faces cores=1 access_p95_ms={pct(access_ms, 95):.0f} "
+        f"access_cpu_p95_ms={pct(cpu_of(access_ms), 95):.0f} "
+        f"search100k_p95_ms={pct(search_ms, 95):.2f} "
+        f"search100k_cpu_p95_ms={pct(cpu_of(search_ms), 95):.2f} "
+        f"enroll_photos_per_s={enroll_rate:.2f} threshold={t} "
+        f"genuine_best_max={max(genuine_best):.3f} impostor_min={min(impostors):.3f} "
+        f"loadavg={load1:.1f}"
+    )
     return 0
 
 

@@ -30,7 +30,7 @@ from linli.access.schemas import (
     VisitorIn,
     VisitorPassOut,
 )
-from linli.core.errors import TooLarge, ValidationFailed
+from linli.core.errors import NotFound, TooLarge, ValidationFailed
 from linli.core.roles import Perm
 from linli.core.web import Ctx, api_router, get_session, get_settings, require
 
@@ -111,6 +111,20 @@ def remove_credential(
     service.remove_credential(s, ctx, identity_id, credential_id)
     s.commit()
     return Response(status_code=204)
+
+
+@router.post("/access/identities/{identity_id}/pin", status_code=201)
+def issue_pin(
+    identity_id: int,
+    request: Request,
+    s: Session = Depends(get_session),
+    ctx: Ctx = Depends(require(Perm.SELF)),
+) -> dict[str, str]:
+    """A new random PIN for the person (residents: their own), replacing any earlier PIN.
+    The answer is the only time the PIN is shown."""
+    pin = service.issue_pin(s, ctx, identity_id, get_settings(request))
+    s.commit()
+    return {"pin": pin}
 
 
 @router.post("/access/identities/{identity_id}/consent", response_model=ConsentOut, status_code=201)
@@ -207,19 +221,32 @@ async def _presented(request: Request, max_bytes: int) -> service.Presented | st
             return "unreadable_file"
         frames: list[bytes] = []
         uploads = [v for k in ("image", "frames", "frame") for v in form.getlist(k)]
-        for up in uploads:
+        qr_uploads = form.getlist("qr_image")
+        if uploads and qr_uploads:
+            raise ValidationFailed(
+                "Send camera frames or a picture of a QR pass, not both.", code="invalid_request"
+            )
+        for up in uploads or qr_uploads[:1]:
+            bad = None
+            data = b""
             if not isinstance(up, StarletteUpload):
-                return "not_an_image"
-            data = await up.read(max_bytes + 1)
-            if len(data) > max_bytes:
-                return "image_too_large"
-            if not data:
-                return "empty_image"
+                bad = "not_an_image"
+            else:
+                data = await up.read(max_bytes + 1)
+                if len(data) > max_bytes:
+                    bad = "image_too_large"
+                elif not data:
+                    bad = "empty_image"
+            if bad:
+                return service.Presented(reject=bad, qr_image=b"") if qr_uploads else bad
             frames.append(data)
         if len(frames) > service.MAX_FRAMES:
             return "too_many_frames"
         d = form.get("direction")
-        return service.Presented(frames=frames, direction=d if isinstance(d, str) else None)
+        direction = d if isinstance(d, str) else None
+        if qr_uploads:
+            return service.Presented(qr_image=frames[0], direction=direction)
+        return service.Presented(frames=frames, direction=direction)
     body = await request.body()
     try:
         raw = json.loads(body or b"{}")
@@ -241,7 +268,8 @@ async def decide(
     ctx: Ctx = Depends(require(Perm.ACCESS_DECIDE)),
 ) -> Decision:
     """Access decision for a terminal: a camera frame (``image``), a burst of frames
-    (``frames``, liveness checked), or JSON ``{"card"|"pin"|"qr": ...}``."""
+    (``frames``, liveness checked), a picture of a QR pass (``qr_image``), or JSON
+    ``{"card"|"pin"|"qr": ...}``."""
     settings = get_settings(request)
     service.get_gate(s, ctx, gate_id)
     presented = await _presented(request, settings.max_upload_bytes)
@@ -290,6 +318,38 @@ def create_visitor(
     return _pass_out(p, i.name, token)
 
 
+@router.get("/visitors/{pass_id}", response_model=VisitorPassOut)
+def get_visitor(
+    pass_id: int,
+    request: Request,
+    s: Session = Depends(get_session),
+    ctx: Ctx = Depends(require(Perm.VISITORS_MANAGE)),
+) -> VisitorPassOut:
+    """A pass with the signed text of its QR code (``qr``)."""
+    p, i, token = service.pass_with_token(s, ctx, pass_id, get_settings(request))
+    return _pass_out(p, i.name, token)
+
+
+@router.get("/visitors/{pass_id}/qr.{fmt}")
+def visitor_qr(
+    pass_id: int,
+    fmt: str,
+    request: Request,
+    s: Session = Depends(get_session),
+    ctx: Ctx = Depends(require(Perm.VISITORS_MANAGE)),
+) -> Response:
+    """The pass as a QR code image: ``qr.png`` or ``qr.svg``."""
+    from linli.access import qr
+
+    if fmt not in ("png", "svg"):
+        raise NotFound("Visitor pass not found.", code="pass_not_found")
+    _p, _i, token = service.pass_with_token(s, ctx, pass_id, get_settings(request))
+    headers = {"Cache-Control": "no-store"}
+    if fmt == "png":
+        return Response(qr.render_png(token), media_type="image/png", headers=headers)
+    return Response(qr.render_svg(token), media_type="image/svg+xml", headers=headers)
+
+
 @router.delete("/visitors/{pass_id}", status_code=204)
 def revoke_visitor(
     pass_id: int,
@@ -325,12 +385,20 @@ def admit(
 def access_log(
     gate_id: int | None = None,
     identity_id: int | None = None,
+    visitors: bool = False,
     limit: int = 100,
     s: Session = Depends(get_session),
     ctx: Ctx = Depends(require(Perm.ACCESS_LOG_READ)),
 ) -> list[AccessEventOut]:
+    """Who passed where (audited). ``visitors=true``: the visitor log (visitors, delivery
+    workers, admissions by hand)."""
     rows = service.access_log(
-        s, ctx, gate_id=gate_id, identity_id=identity_id, limit=max(1, min(limit, 500))
+        s,
+        ctx,
+        gate_id=gate_id,
+        identity_id=identity_id,
+        visitors=visitors,
+        limit=max(1, min(limit, 500)),
     )
     out = [
         AccessEventOut.model_validate(e).model_copy(

@@ -52,7 +52,7 @@ def valid_person_name(name: str) -> bool:
         return False
     if name in (".", "..") or name.startswith("."):
         return False
-    if any(c in name for c in "/\\:*?\"<>|"):
+    if any(c in name for c in '/\\:*?"<>|'):
         return False
     return not any(unicodedata.category(c).startswith("C") for c in name)
 
@@ -62,11 +62,16 @@ def identify(
     images: list[Path] = typer.Argument(..., help="Photos to identify."),
     gallery: Path = typer.Option(..., "--gallery", help="Gallery folder: DIR/<person>/photos."),
     threshold: float | None = typer.Option(
-        None, "--threshold", min=0.0, max=2.0,
+        None,
+        "--threshold",
+        min=0.0,
+        max=2.0,
         help="Largest embedding distance accepted as a match (default: the operating "
-             "threshold of linli.vision.faces, see docs/faces.md)."),
-    min_face: float = typer.Option(40.0, "--min-face", min=8.0,
-                                   help="Smallest face to look for, in pixels."),
+        "threshold of linli.vision.faces, see docs/faces.md).",
+    ),
+    min_face: float = typer.Option(
+        40.0, "--min-face", min=8.0, help="Smallest face to look for, in pixels."
+    ),
 ) -> None:
     """Print, for every image, the faces found left to right and who they are.
 
@@ -83,8 +88,10 @@ def identify(
     g = Gallery.from_directory(gallery)
     for photo, check in g.report:
         if not check.ok:
-            _emit({"gallery_photo": str(photo), "skipped": check.reason,
-                   "message": check.message}, err=True)
+            _emit(
+                {"gallery_photo": str(photo), "skipped": check.reason, "message": check.message},
+                err=True,
+            )
     if len(g) == 0:
         _error_exit("gallery_empty", gallery=str(gallery))
     failed = False
@@ -145,8 +152,9 @@ def enroll(
     for photo in photos:
         out: dict[str, Any] = {"photo": str(photo), "person": person}
         check = check_enrollment_photo(photo)
-        out.update({"ok": check.ok, "reason": check.reason, "message": check.message,
-                    "saved": None})
+        out.update(
+            {"ok": check.ok, "reason": check.reason, "message": check.message, "saved": None}
+        )
         if check.face is not None:
             out["box"] = check.face.box.to_list()
             out["quality"] = check.face.quality.to_dict()
@@ -154,14 +162,19 @@ def enroll(
             out["problems"] = list(check.problems)
         if check.ok and check.face is not None:
             if existing is None:
-                existing = (Gallery.from_directory(gallery) if gallery.is_dir() else Gallery())
+                existing = Gallery.from_directory(gallery) if gallery.is_dir() else Gallery()
             assert check.face.embedding is not None
             ident = existing.identify(check.face.embedding)
             if ident.person_id is not None and ident.person_id != person:
-                out.update({"ok": False, "reason": "matches_other_person",
-                            "message": _reason("matches_other_person"),
-                            "other_person": ident.person_id,
-                            "distance": round(float(ident.distance or 0.0), 4)})
+                out.update(
+                    {
+                        "ok": False,
+                        "reason": "matches_other_person",
+                        "message": _reason("matches_other_person"),
+                        "other_person": ident.person_id,
+                        "distance": round(float(ident.distance or 0.0), 4),
+                    }
+                )
             else:
                 folder.mkdir(parents=True, exist_ok=True)
                 dest, duplicate = _destination(folder, photo)
@@ -183,7 +196,8 @@ def liveness(
     count: int = typer.Option(8, "--count", min=1, max=200, help="Frames in the burst."),
     step: int = typer.Option(3, "--step", min=1, help="Take every STEP-th video frame."),
     challenge: str | None = typer.Option(
-        None, "--challenge", help="Action requested: blink, turn_left or turn_right."),
+        None, "--challenge", help="Action requested: blink, turn_left or turn_right."
+    ),
 ) -> None:
     """Check that a burst of frames shows a live face (not a photo or a still screen).
 
@@ -211,9 +225,14 @@ def liveness(
         finally:
             cap.release()
     result = check_liveness(burst, challenge=challenge)
-    _emit({"ok": result.ok, "reason": result.reason,
-           "message": _reason(result.reason) if result.reason else None,
-           "details": result.details})
+    _emit(
+        {
+            "ok": result.ok,
+            "reason": result.reason,
+            "message": _reason(result.reason) if result.reason else None,
+            "details": result.details,
+        }
+    )
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -304,7 +323,11 @@ def simulate(
                 continue
             with db.session() as s:
                 decision, _ev = service.decide(
-                    s, ctx, gate, service.Presented(frames=[d for _n, d in pending]), settings,
+                    s,
+                    ctx,
+                    gate,
+                    service.Presented(frames=[d for _n, d in pending]),
+                    settings,
                     files,
                 )
             granted += decision.granted

@@ -1,7 +1,8 @@
 """Events of the access domain and the handlers it registers.
 
 Emitted: ``access.entry.granted``, ``access.entry.denied``, ``access.face.enrolled``,
-``access.face.withdrawn``, ``access.visitor.registered``, ``access.flow.unusual``.
+``access.face.withdrawn``, ``access.visitor.registered``, ``access.flow.unusual``,
+``access.pin.guessing``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from linli.core.i18n import N_
 from linli.iot.service import register_alarm_kind
 
 register_alarm_kind("access_flow", N_("Unusual flow of people"))
+register_alarm_kind("access_pin_guessing", N_("Wrong PINs entered repeatedly at a gate"))
 
 EMITTED = (
     "access.entry.granted",
@@ -22,6 +24,7 @@ EMITTED = (
     "access.face.withdrawn",
     "access.visitor.registered",
     "access.flow.unusual",
+    "access.pin.guessing",
 )
 
 

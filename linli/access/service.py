@@ -13,6 +13,7 @@ import hmac
 import math
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -67,6 +68,8 @@ ACCESS_REASONS: dict[str, str] = {
     "qr_not_yet_valid": N_("The QR pass is not valid yet"),
     "qr_used": N_("The QR pass has already been used"),
     "qr_revoked": N_("The QR pass was cancelled"),
+    "qr_unreadable": N_("No QR code could be read in the picture"),
+    "pin_locked": N_("Too many wrong PINs at this gate; PIN entry is locked for a few minutes"),
     "no_visitor_pass": N_("The visitor has no pass valid now"),
     "no_credential": N_("No face, card, PIN or QR pass was presented"),
     "liveness_required": N_("This gate needs a burst of frames to check for a live person"),
@@ -74,6 +77,13 @@ ACCESS_REASONS: dict[str, str] = {
 }
 
 MAX_FRAMES = 15
+#: wrong PINs at one gate within PIN_WINDOW that lock PIN entry there (and raise an alarm):
+#: against guessing the 6-digit PINs at a keypad or through a stolen terminal token
+PIN_MAX_FAILURES = 10
+PIN_WINDOW = timedelta(minutes=5)
+#: a terminal frame above this many pixels (by its header) is refused before decoding: camera
+#: frames are 0.3-8 MP (4K); a 50-megapixel upload is not a terminal frame
+MAX_FRAME_PIXELS = 20_000_000
 MAX_MATCH_RATIO = 0.5  # a second face at least half as wide as the first: several faces
 DEFAULT_GATE_PROFILE = "access_gate"
 
@@ -275,6 +285,20 @@ def pin_lookup(settings: Settings, community_id: int, pin: str) -> str:
     return hmac.new(settings.secret_key.encode(), msg, hashlib.sha256).hexdigest()
 
 
+def plate_lookup(plate: str) -> str:
+    """The normal form of a licence plate as stored and matched: separators and spaces
+    removed, full-width forms folded, upper case (``皖a·12345`` -> ``皖A12345``)."""
+    from linli.vision.plate_grammar import normalise_text
+
+    return normalise_text(plate or "").upper()
+
+
+def _valid_plate(plate: str) -> bool:
+    from linli.vision.plate_grammar import validate
+
+    return bool(plate) and len(plate) <= 16 and validate(plate) is not None
+
+
 def add_credential(
     s: Session, ctx: Ctx, identity_id: int, data: CredentialIn, settings: Settings
 ) -> Credential:
@@ -285,8 +309,15 @@ def add_credential(
         if not value.isdigit() or not 4 <= len(value) <= 8:
             raise ValidationFailed("A PIN has 4 to 8 digits.", field="value", code="bad_pin")
         lookup, label = pin_lookup(settings, ctx.community_id, value), "••••"
+    elif data.kind == "plate":
+        lookup = plate_lookup(value)
+        if not _valid_plate(lookup):
+            raise ValidationFailed(
+                "This is not a valid licence plate.", field="value", code="bad_plate"
+            )
+        label = lookup
     else:
-        if not value.isalnum() and data.kind == "card":
+        if not value.isalnum():
             raise ValidationFailed(
                 "A card number has only letters and digits.", field="value", code="bad_card"
             )
@@ -315,6 +346,49 @@ def add_credential(
         details={"kind": data.kind, "credential_id": c.id},
     )
     return c
+
+
+PIN_DIGITS = 6
+
+
+def issue_pin(s: Session, ctx: Ctx, identity_id: int, settings: Settings) -> str:
+    """Give the person a new random PIN (replacing any PIN they had) and return it, to be
+    shown once. Residents do this themselves, so every resident always has a way in without
+    a face; staff can do it for anyone. The PIN is chosen by the server: letting people pick
+    one would tell them which PINs are already someone else's."""
+    i = get_identity(s, ctx, identity_id)
+    if not ctx.can(Perm.ACCESS_MANAGE) and not _is_own(s, ctx, i):
+        raise Forbidden("You do not have permission to do this.", code="permission_denied")
+    for _ in range(50):
+        pin = "".join(secrets.choice("0123456789") for _ in range(PIN_DIGITS))
+        lookup = pin_lookup(settings, ctx.community_id, pin)
+        taken = s.scalar(
+            select(Credential.id).where(
+                Credential.community_id == ctx.community_id,
+                Credential.kind == "pin",
+                Credential.lookup == lookup,
+            )
+        )
+        if taken is None:
+            break
+    else:  # pragma: no cover - a million PINs per community
+        raise Conflict("No free PIN could be found.", code="no_free_pin")
+    s.execute(delete(Credential).where(Credential.identity_id == i.id, Credential.kind == "pin"))
+    c = Credential(
+        community_id=ctx.community_id, identity_id=i.id, kind="pin", lookup=lookup, label="••••"
+    )
+    s.add(c)
+    s.flush()
+    audit.record(
+        s,
+        ctx.actor,
+        "access.credential.pin_issued",
+        "access_identity",
+        i.id,
+        community_id=ctx.community_id,
+        details={"credential_id": c.id, "self": _is_own(s, ctx, i)},
+    )
+    return pin
 
 
 def remove_credential(s: Session, ctx: Ctx, identity_id: int, credential_id: int) -> None:
@@ -393,8 +467,19 @@ def withdraw_consent(s: Session, ctx: Ctx, identity_id: int, files: FileStore | 
     return n
 
 
+def _gallery_changed(s: Session, community_id: int) -> None:
+    """Templates of ``community_id`` are deleted in this transaction: once it commits, this
+    process compares its cached gallery with the database on the next decision, whatever
+    the stamp says (other processes see the change through the stamp)."""
+    from sqlalchemy import event as sa_event
+
+    sa_event.listen(s, "after_commit", lambda _s: invalidate_gallery(community_id), once=True)
+
+
 def _delete_templates(s: Session, identity_id: int, files: FileStore | None) -> int:
     rows = list(s.scalars(select(FaceTemplate).where(FaceTemplate.identity_id == identity_id)))
+    if rows:
+        _gallery_changed(s, rows[0].community_id)
     for t in rows:
         if t.photo_sha256 and files is not None:
             files.delete(t.photo_sha256)
@@ -495,61 +580,201 @@ def enroll_face(
 
 @dataclass
 class _CachedGallery:
-    stamp: tuple[Any, ...]
+    stamp: tuple[int, int | None] | None
     gallery: Any
+    #: (template id, identity id) -> the gallery's template id
+    keys: dict[tuple[int, int], str] = field(default_factory=dict)
+    #: time.monotonic() of the last full check (count and newest id)
+    checked: float = 0.0
 
 
 _galleries: dict[tuple[str, int], _CachedGallery] = {}
 _gallery_lock = threading.Lock()
+_SYNC_CHUNK = 500
+#: the decision path checks only the newest template id (an index seek) and, at least this
+#: often, the full stamp; a matched template is verified against its row in any case
+FULL_CHECK_SECONDS = 30.0
 
 
-def _stamp(s: Session, community_id: int) -> tuple[Any, ...]:
+def _stamp(s: Session, community_id: int) -> tuple[int, int | None]:
+    """How many templates the community has and the newest id: answered from the index on
+    ``community_id`` alone (no table scan), so it is cheap enough to ask on every decision."""
     row = s.execute(
-        select(
-            func.count(FaceTemplate.id),
-            func.max(FaceTemplate.id),
-            func.max(FaceTemplate.created_at),
-        ).where(FaceTemplate.community_id == community_id)
+        select(func.count(FaceTemplate.id), func.max(FaceTemplate.id)).where(
+            FaceTemplate.community_id == community_id
+        )
     ).one()
-    return (int(row[0] or 0), row[1], str(row[2]))
+    return (int(row[0] or 0), None if row[1] is None else int(row[1]))
 
 
-def gallery_for(s: Session, settings: Settings, community_id: int) -> Any:
-    """The community's gallery of decrypted templates, rebuilt when templates were added or
-    deleted (one cheap query per decision tells; works across processes)."""
-    from linli.vision import faces
+def _newest_id(s: Session, community_id: int) -> int | None:
+    """The newest template id of the community: one seek in the ``community_id`` index."""
+    v = s.scalar(select(func.max(FaceTemplate.id)).where(FaceTemplate.community_id == community_id))
+    return None if v is None else int(v)
 
+
+def gallery_for(s: Session, settings: Settings, community_id: int, *, thorough: bool = True) -> Any:
+    """The community's gallery of decrypted templates.
+
+    A stamp of the community's templates (count and newest id) tells whether templates were
+    added or deleted, in this process or any other; the gallery is then brought up to date
+    *incrementally*: templates no longer in the database are removed, new ones are decrypted
+    and added. Only the first use in a process decrypts the whole gallery.
+
+    ``thorough=False`` (the decision path) looks only at the newest id, an index seek, and
+    at the full stamp (a count over the index: ~10 ms at 100,000 templates) when the last
+    full check is older than :data:`FULL_CHECK_SECONDS`. A deletion is then seen by that
+    check; the decision itself verifies that the matched template still exists (see
+    :func:`_template_current`), so a withdrawn face never opens a gate."""
     key = (str(s.get_bind().engine.url), community_id)
-    stamp = _stamp(s, community_id)
     cached = _galleries.get(key)
+    if (
+        not thorough
+        and cached is not None
+        and cached.stamp is not None
+        and time.monotonic() - cached.checked < FULL_CHECK_SECONDS
+        and _newest_id(s, community_id) == cached.stamp[1]
+    ):
+        return cached.gallery
+    stamp = _stamp(s, community_id)
     if cached is not None and cached.stamp == stamp:
+        cached.checked = time.monotonic()
         return cached.gallery
     with _gallery_lock:
         cached = _galleries.get(key)
         if cached is not None and cached.stamp == stamp:
             return cached.gallery
-        g = faces.Gallery()
-        c = cipher(settings)
-        rows = s.execute(
-            select(FaceTemplate.id, FaceTemplate.identity_id, FaceTemplate.template).where(
-                FaceTemplate.community_id == community_id
-            )
+        if cached is None:
+            from linli.vision import faces
+
+            cached = _CachedGallery(None, faces.Gallery())
+        if not _append_new(s, settings, community_id, cached, stamp):
+            _sync_gallery(s, settings, community_id, cached)
+        cached.stamp = stamp
+        cached.checked = time.monotonic()
+        _galleries[key] = cached
+        return cached.gallery
+
+
+def _template_current(s: Session, template_id: str) -> bool:
+    """Whether the gallery template ``"<row id>:<identity id>"`` is still that row."""
+    try:
+        tid, iid = (int(x) for x in template_id.split(":", 1))
+    except ValueError:
+        return False
+    return (
+        s.scalar(
+            select(FaceTemplate.id).where(FaceTemplate.id == tid, FaceTemplate.identity_id == iid)
         )
-        for tid, iid, blob in rows:
-            try:
-                emb = faces.embedding_from_bytes(c.decrypt(blob, _aad(iid)))
-            except Exception:  # a template that cannot be decrypted is skipped, not used
-                continue
-            g.add(int(iid), emb, template_id=str(tid))
-        _galleries[key] = _CachedGallery(stamp, g)
-        return g
+        is not None
+    )
+
+
+def _append_new(
+    s: Session,
+    settings: Settings,
+    community_id: int,
+    cached: _CachedGallery,
+    stamp: tuple[int, int | None],
+) -> bool:
+    """The common case after an enrollment: only templates newer than the cached ones were
+    added. True when that explains the new stamp (and they were added)."""
+    old = cached.stamp
+    if old is None or old[1] is None or stamp[1] is None or stamp[1] <= old[1]:
+        return False
+    added = stamp[0] - old[0]
+    if added <= 0 or added > 10_000:
+        return False
+    rows = s.execute(
+        select(FaceTemplate.id, FaceTemplate.identity_id, FaceTemplate.template)
+        .where(FaceTemplate.community_id == community_id, FaceTemplate.id > old[1])
+        .order_by(FaceTemplate.id)  # a short walk of the primary key from the cached newest
+        .limit(added + 1)
+    ).all()
+    if len(rows) != added:
+        return False  # deletions too: compare everything
+    _add_rows(settings, cached, rows)
+    return True
+
+
+def _add_rows(settings: Settings, cached: _CachedGallery, rows: Any) -> None:
+    from linli.vision import faces
+
+    c = cipher(settings)
+    persons: list[int] = []
+    embs: list[Any] = []
+    tids: list[str] = []
+    for tid, iid, blob in rows:
+        k = (int(tid), int(iid))
+        if k in cached.keys:
+            continue
+        try:
+            emb = faces.embedding_from_bytes(c.decrypt(blob, _aad(int(iid))))
+        except Exception:  # a template that cannot be decrypted is skipped, not used,
+            cached.keys[k] = ""  # and not tried again at every sync
+            continue
+        gid = f"{k[0]}:{k[1]}"
+        persons.append(k[1])
+        embs.append(emb)
+        tids.append(gid)
+        cached.keys[k] = gid
+    if embs:
+        cached.gallery.add_many(persons, embs, tids)
+
+
+def _sync_gallery(
+    s: Session, settings: Settings, community_id: int, cached: _CachedGallery
+) -> None:
+    """Compare the cached templates with the database's list (ids only), remove what is gone,
+    decrypt and add what is new. A template id reused for another person (SQLite reuses the
+    highest id after a delete) is a different key, so the old template goes."""
+    if not cached.keys:  # first use in this process: one pass over the table
+        _add_rows(
+            settings,
+            cached,
+            s.execute(
+                select(FaceTemplate.id, FaceTemplate.identity_id, FaceTemplate.template).where(
+                    FaceTemplate.community_id == community_id
+                )
+            ),
+        )
+        return
+    rows = s.execute(
+        select(FaceTemplate.id, FaceTemplate.identity_id).where(
+            FaceTemplate.community_id == community_id
+        )
+    ).all()
+    now_keys = {(int(tid), int(iid)) for tid, iid in rows}
+    g = cached.gallery
+    for k in [k for k in cached.keys if k not in now_keys]:
+        gid = cached.keys.pop(k)
+        if gid:
+            g.remove(gid)
+    wanted = {k[0]: k[1] for k in now_keys if k not in cached.keys}
+    ids = sorted(wanted)
+    for i in range(0, len(ids), _SYNC_CHUNK):
+        chunk = ids[i : i + _SYNC_CHUNK]
+        fetched = s.execute(
+            select(FaceTemplate.id, FaceTemplate.identity_id, FaceTemplate.template).where(
+                FaceTemplate.id.in_(chunk)
+            )
+        ).all()
+        # a row changed since the list was read is left to the next sync
+        _add_rows(settings, cached, [r for r in fetched if wanted.get(int(r[0])) == int(r[1])])
 
 
 def invalidate_gallery(community_id: int | None = None) -> None:
+    """Make the next decision re-check the gallery against the database."""
     with _gallery_lock:
-        for k in list(_galleries):
+        for k, cached in _galleries.items():
             if community_id is None or k[1] == community_id:
-                del _galleries[k]
+                cached.stamp = None
+
+
+def forget_galleries() -> None:
+    """Drop every cached gallery (tests, key rotation)."""
+    with _gallery_lock:
+        _galleries.clear()
 
 
 # -- gates ------------------------------------------------------------------------------------
@@ -744,6 +969,8 @@ class Presented:
     card: str | None = None
     pin: str | None = None
     qr: str | None = None
+    #: a picture of a QR pass (the server reads the code)
+    qr_image: bytes | None = None
     direction: str | None = None
     #: a reason the upload could not be used at all (too large, not a file...)
     reject: str | None = None
@@ -755,6 +982,26 @@ def _resolve_direction(gate: Gate, asked: str | None) -> str:
     return asked if asked in ("in", "out") else "in"
 
 
+def _frame_pixels(data: bytes) -> int:
+    """Width × height from the image header (no pixels decoded); 0 when there is no readable
+    header (the decoder then says what is wrong)."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+        return int(w) * int(h)
+    except Image.DecompressionBombError:
+        return MAX_FRAME_PIXELS + 1
+    except Exception:
+        return 0
+
+
 def _face_identity(
     s: Session, settings: Settings, gate: Gate, frames: list[bytes]
 ) -> tuple[int | None, str, float | None, bytes | None]:
@@ -764,6 +1011,8 @@ def _face_identity(
 
     if len(frames) > MAX_FRAMES:
         return None, "too_many_frames", None, None
+    if any(_frame_pixels(f) > MAX_FRAME_PIXELS for f in frames):
+        return None, "image_too_large", None, None
     if gate.require_liveness and len(frames) < 2:
         return None, "liveness_required", None, None
     best = 0
@@ -800,8 +1049,12 @@ def _face_identity(
         return None, "several_faces", None, frame
     if main.quality.problems:
         return None, main.quality.problems[0], None, frame
-    gallery = gallery_for(s, settings, gate.community_id)
+    gallery = gallery_for(s, settings, gate.community_id, thorough=False)
     ident = gallery.identify(main.embedding)
+    if ident.matched and not _template_current(s, ident.candidates[0].template_id):
+        # deleted (or its id reused) since the gallery was checked: check fully, search again
+        invalidate_gallery(gate.community_id)
+        ident = gallery_for(s, settings, gate.community_id).identify(main.embedding)
     if not ident.matched:
         return None, ident.reason, ident.distance, frame
     return int(ident.person_id), "match", ident.distance, frame
@@ -825,7 +1078,7 @@ def decide(
     distance: float | None = None
     snapshot: bytes | None = None
     via_pass: VisitorPass | None = None
-    method = "face"
+    method = "qr" if presented.qr_image is not None else "face"
     if presented.reject:
         reason = presented.reject
     elif presented.frames:
@@ -841,17 +1094,23 @@ def decide(
         reason = "match" if identity else "unknown_card"
     elif presented.pin:
         method = "pin"
-        pin = presented.pin.strip()
-        cred = _credential(s, ctx.community_id, "pin", pin_lookup(settings, ctx.community_id, pin))
-        identity = s.get(Identity, cred.identity_id) if cred else None
-        reason = "match" if identity else "unknown_pin"
-    elif presented.qr:
-        method = "qr"
-        via_pass, qr_reason = check_qr(s, settings, ctx.community_id, presented.qr.strip(), now)
-        if qr_reason is None and via_pass is not None:
-            identity, reason = s.get(Identity, via_pass.identity_id), "match"
+        if _pin_failures(s, gate, now) >= PIN_MAX_FAILURES:
+            reason = "pin_locked"
         else:
-            reason = qr_reason or "qr_invalid"
+            pin = presented.pin.strip()
+            lookup = pin_lookup(settings, ctx.community_id, pin)
+            cred = _credential(s, ctx.community_id, "pin", lookup)
+            identity = s.get(Identity, cred.identity_id) if cred else None
+            reason = "match" if identity else "unknown_pin"
+    elif presented.qr or presented.qr_image:
+        method = "qr"
+        token, reason = _qr_text(presented)
+        if token is not None:
+            via_pass, qr_reason = check_qr(s, settings, ctx.community_id, token, now)
+            if qr_reason is None and via_pass is not None:
+                identity, reason = s.get(Identity, via_pass.identity_id), "match"
+            else:
+                reason = qr_reason or "qr_invalid"
     else:
         reason = "no_credential"
     if not gate.enabled and reason == "match":
@@ -896,6 +1155,8 @@ def decide(
     )
     if granted:
         _open_gate(s, gate, direction, ev.id)
+    elif reason == "unknown_pin" and _pin_failures(s, gate, now) >= PIN_MAX_FAILURES:
+        _pin_alarm(s, gate, now)
     person = None
     if identity is not None:
         person = {"id": identity.id, "name": identity.name, "kind": identity.kind}
@@ -913,6 +1174,66 @@ def decide(
     )
 
 
+def _pin_failures(s: Session, gate: Gate, now: datetime) -> int:
+    """Wrong PINs entered at the gate within :data:`PIN_WINDOW` before ``now`` (a short range
+    of the (community, time) index)."""
+    return int(
+        s.scalar(
+            select(func.count(AccessEvent.id)).where(
+                AccessEvent.community_id == gate.community_id,
+                AccessEvent.gate_id == gate.id,
+                AccessEvent.reason == "unknown_pin",
+                AccessEvent.at > now - PIN_WINDOW,
+                AccessEvent.at <= now,
+            )
+        )
+        or 0
+    )
+
+
+def _pin_alarm(s: Session, gate: Gate, now: datetime) -> None:
+    from linli.iot import service as iot
+
+    minutes = int(PIN_WINDOW.total_seconds() // 60)
+    _alarm, created = iot.raise_alarm(
+        s,
+        community_id=gate.community_id,
+        dedup_key=f"access.pin_guessing.{gate.id}",
+        kind="access_pin_guessing",
+        severity="warning",
+        message=N_(
+            "%(count)s wrong PINs at gate %(gate)s within %(minutes)s minutes: PIN entry is "
+            "locked there for now"
+        ),
+        params={"count": PIN_MAX_FAILURES, "gate": gate.name, "minutes": minutes},
+        source="access",
+        at=now,
+        details={"gate_id": gate.id},
+    )
+    if created:
+        events.emit(
+            s,
+            "access.pin.guessing",
+            {"gate_id": gate.id, "failures": PIN_MAX_FAILURES},
+            community_id=gate.community_id,
+        )
+
+
+def _qr_text(presented: Presented) -> tuple[str | None, str]:
+    """The QR pass text as sent, or read from the picture; else (None, reason)."""
+    if presented.qr:
+        return presented.qr.strip(), ""
+    from linli.access.qr import read_qr
+    from linli.vision.images import ImageError
+
+    try:
+        return read_qr(presented.qr_image or b"").strip(), ""
+    except ImageError as exc:
+        return None, exc.code
+    except Exception:  # any decoder failure on hostile input: a denial, never a 500
+        return None, "qr_unreadable"
+
+
 def _credential(s: Session, community_id: int, kind: str, lookup: str) -> Credential | None:
     if not lookup or len(lookup) > 128:
         return None
@@ -924,6 +1245,35 @@ def _credential(s: Session, community_id: int, kind: str, lookup: str) -> Creden
             Credential.active.is_(True),
         )
     )
+
+
+def identity_by_credential(
+    s: Session, community_id: int, kind: str, lookup: str
+) -> Identity | None:
+    """The identity holding the active credential ``kind``/``lookup`` (e.g. a plate as read);
+    used by the vehicles domain, where a plate is a credential of the person. Plates are
+    normalised first (see :func:`identity_for_plate`)."""
+    if kind == "plate":
+        lookup = plate_lookup(lookup)
+    cred = _credential(s, community_id, kind, lookup)
+    return s.get(Identity, cred.identity_id) if cred else None
+
+
+def identity_for_plate(s: Session, community_id: int, plate: str) -> Identity | None:
+    """The person whose active ``plate`` credential is ``plate`` in ``community_id``, or None.
+
+    ``plate`` may be as read or typed (``皖a·12345``, full-width forms, spaces): it is
+    normalised like stored plates (:func:`plate_lookup`). The identity is returned even when
+    it is suspended (``identity.active`` is False) so the caller can say why it refuses; no
+    permission check and no audit entry (the caller decides and records)."""
+    lookup = plate_lookup(plate)
+    if not lookup:
+        return None
+    cred = _credential(s, community_id, "plate", lookup)
+    if cred is None:
+        return None
+    i = s.get(Identity, cred.identity_id)
+    return i if i is not None and i.community_id == community_id else None
 
 
 def _open_gate(s: Session, gate: Gate, direction: str, event_id: int) -> None:
@@ -1014,9 +1364,9 @@ def _utc(value: datetime, tz: str) -> datetime:
     return value.astimezone(UTC)
 
 
-def list_passes(
-    s: Session, ctx: Ctx, *, own_only: bool = False, expected_on: datetime | None = None
-) -> list[tuple[VisitorPass, Identity]]:
+def _passes_query(s: Session, ctx: Ctx, own_only: bool) -> Any:
+    """Passes the caller may see: all of the community with ``access.read``, else the ones
+    they created or host."""
     q = (
         select(VisitorPass, Identity)
         .join(Identity, Identity.id == VisitorPass.identity_id)
@@ -1030,6 +1380,13 @@ def list_passes(
             (VisitorPass.created_by == ctx.user_id)
             | (VisitorPass.host_resident_id == (own.id if own else -1))
         )
+    return q
+
+
+def list_passes(
+    s: Session, ctx: Ctx, *, own_only: bool = False, expected_on: datetime | None = None
+) -> list[tuple[VisitorPass, Identity]]:
+    q = _passes_query(s, ctx, own_only)
     if expected_on is not None:
         q = q.where(
             VisitorPass.valid_until > expected_on,
@@ -1040,11 +1397,25 @@ def list_passes(
     return [(p, i) for p, i in rows]
 
 
+def _pass_and_visitor(s: Session, ctx: Ctx, pass_id: int) -> tuple[VisitorPass, Identity]:
+    row = s.execute(_passes_query(s, ctx, False).where(VisitorPass.id == pass_id)).first()
+    if row is None:
+        raise NotFound("Visitor pass not found.", code="pass_not_found")
+    return row[0], row[1]
+
+
 def get_pass(s: Session, ctx: Ctx, pass_id: int) -> VisitorPass:
-    for p, _i in list_passes(s, ctx):
-        if p.id == pass_id:
-            return p
-    raise NotFound("Visitor pass not found.", code="pass_not_found")
+    return _pass_and_visitor(s, ctx, pass_id)[0]
+
+
+def pass_with_token(
+    s: Session, ctx: Ctx, pass_id: int, settings: Settings
+) -> tuple[VisitorPass, Identity, str]:
+    """A pass the caller may see (their own, or any with ``access.read``), its visitor and the
+    signed text of its QR code."""
+    ctx.require(Perm.VISITORS_MANAGE)
+    p, i = _pass_and_visitor(s, ctx, pass_id)
+    return p, i, pass_token(settings, p)
 
 
 def revoke_pass(s: Session, ctx: Ctx, pass_id: int) -> VisitorPass:
@@ -1130,12 +1501,18 @@ def access_log(
     gate_id: int | None = None,
     identity_id: int | None = None,
     granted: bool | None = None,
+    visitors: bool = False,
     limit: int = 100,
     offset: int = 0,
 ) -> list[AccessEvent]:
-    """Who passed where: every look-up is written to the audit log."""
+    """Who passed where: every look-up is written to the audit log. ``visitors`` keeps the
+    visitor log: passages of visitors and delivery workers, and admissions by hand."""
     ctx.require(Perm.ACCESS_LOG_READ)
     q = select(AccessEvent).where(AccessEvent.community_id == ctx.community_id)
+    if visitors:
+        q = q.outerjoin(Identity, Identity.id == AccessEvent.identity_id).where(
+            Identity.kind.in_(("visitor", "delivery")) | (AccessEvent.method == "manual")
+        )
     if gate_id is not None:
         q = q.where(AccessEvent.gate_id == gate_id)
     if identity_id is not None:
@@ -1154,7 +1531,12 @@ def access_log(
         "access_log",
         None,
         community_id=ctx.community_id,
-        details={"gate_id": gate_id, "identity_id": identity_id, "rows": len(rows)},
+        details={
+            "gate_id": gate_id,
+            "identity_id": identity_id,
+            "visitors": visitors,
+            "rows": len(rows),
+        },
     )
     return rows
 

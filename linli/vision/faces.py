@@ -102,8 +102,9 @@ FRAME_DETECT_PIXELS = 640 * 480
 #: face (people in the background, faces on posters) are ignored.
 SEVERAL_FACES_MIN_RATIO = 0.5
 
-PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff",
-                              ".gif", ".jfif"})
+PHOTO_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".jfif"}
+)
 
 #: Reason codes (stable, machine-readable) and their English text.
 REASONS: dict[str, str] = {
@@ -226,8 +227,12 @@ class Box:
         return Box(self.x1 + dx, self.y1 + dy, self.x2 + dx, self.y2 + dy)
 
     def clipped(self, width: float, height: float) -> Box:
-        return Box(min(max(self.x1, 0.0), width), min(max(self.y1, 0.0), height),
-                   min(max(self.x2, 0.0), width), min(max(self.y2, 0.0), height))
+        return Box(
+            min(max(self.x1, 0.0), width),
+            min(max(self.y1, 0.0), height),
+            min(max(self.x2, 0.0), width),
+            min(max(self.y2, 0.0), height),
+        )
 
     def expanded(self, ratio: float) -> Box:
         dx, dy = self.width * ratio, self.height * ratio
@@ -272,10 +277,18 @@ class QualityThresholds:
 ENROLL_QUALITY = QualityThresholds()
 #: For access frames from a terminal camera (the person is moving; looser, but still refuses
 #: faces that are too small, very blurred or turned away).
-ACCESS_QUALITY = QualityThresholds(min_face_px=80.0, max_blur=0.70, max_yaw=45.0,
-                                   max_pitch=40.0, max_roll=40.0, min_eye_openness=0.0,
-                                   min_brightness=25.0, max_brightness=235.0, min_contrast=8.0,
-                                   max_outside=0.15)
+ACCESS_QUALITY = QualityThresholds(
+    min_face_px=80.0,
+    max_blur=0.70,
+    max_yaw=45.0,
+    max_pitch=40.0,
+    max_roll=40.0,
+    min_eye_openness=0.0,
+    min_brightness=25.0,
+    max_brightness=235.0,
+    min_contrast=8.0,
+    max_outside=0.15,
+)
 
 
 @dataclass(frozen=True)
@@ -308,13 +321,19 @@ class Quality:
             out.append("face_cut_off")
         if self.blur > limits.max_blur:
             out.append("face_blurred")
-        if (abs(self.yaw) > limits.max_yaw or abs(self.pitch) > limits.max_pitch
-                or abs(self.roll) > limits.max_roll):
+        if (
+            abs(self.yaw) > limits.max_yaw
+            or abs(self.pitch) > limits.max_pitch
+            or abs(self.roll) > limits.max_roll
+        ):
             out.append("face_not_frontal")
         if self.eye_openness < limits.min_eye_openness:
             out.append("eyes_closed")
-        if (self.brightness < limits.min_brightness or self.brightness > limits.max_brightness
-                or self.contrast < limits.min_contrast):
+        if (
+            self.brightness < limits.min_brightness
+            or self.brightness > limits.max_brightness
+            or self.contrast < limits.min_contrast
+        ):
             out.append("bad_exposure")
         return tuple(out)
 
@@ -322,8 +341,9 @@ class Quality:
         return Quality(**{**self.__dict__, "problems": self.evaluate(limits)})
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {k: (round(v, 3) if isinstance(v, float) else v)
-                             for k, v in self.__dict__.items()}
+        d: dict[str, Any] = {
+            k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()
+        }
         d["problems"] = list(self.problems)
         d["ok"] = self.ok
         return d
@@ -341,8 +361,11 @@ class Face:
     quality: Quality
 
     def to_dict(self, *, embedding: bool = False, landmarks: bool = False) -> dict[str, Any]:
-        d: dict[str, Any] = {"box": self.box.to_list(), "score": round(self.score, 3),
-                             "quality": self.quality.to_dict()}
+        d: dict[str, Any] = {
+            "box": self.box.to_list(),
+            "score": round(self.score, 3),
+            "quality": self.quality.to_dict(),
+        }
         if landmarks:
             d["landmarks"] = np.round(self.landmarks, 1).tolist()
         if embedding and self.embedding is not None:
@@ -435,8 +458,12 @@ def detect_faces(
     rects, scores, kinds = _models().detector.run(np.ascontiguousarray(g), 0, 0.0)
     out = []
     for r, sc, k in zip(rects, scores, kinds, strict=True):
-        box = Box(r.left() / sx + x0, r.top() / sy + y0, (r.right() + 1) / sx + x0,
-                  (r.bottom() + 1) / sy + y0)
+        box = Box(
+            r.left() / sx + x0,
+            r.top() / sy + y0,
+            (r.right() + 1) / sx + x0,
+            (r.bottom() + 1) / sy + y0,
+        )
         out.append(Detection(box=box, score=float(sc), detector_index=int(k)))
     return out
 
@@ -447,14 +474,17 @@ def detect_faces(
 # Generic head model (mm) for the 68-point indices below, in camera axes (x right, y down,
 # z away from the camera) for a face looking at the camera.
 _POSE_INDICES = [30, 8, 36, 45, 48, 54]
-_POSE_MODEL = np.array([
-    (0.0, 0.0, 0.0),  # nose tip
-    (0.0, 330.0, 65.0),  # chin
-    (-225.0, -170.0, 135.0),  # outer corner of the eye on the image's left
-    (225.0, -170.0, 135.0),  # outer corner of the eye on the image's right
-    (-150.0, 150.0, 125.0),  # mouth corner, image left
-    (150.0, 150.0, 125.0),  # mouth corner, image right
-], dtype=np.float64)
+_POSE_MODEL = np.array(
+    [
+        (0.0, 0.0, 0.0),  # nose tip
+        (0.0, 330.0, 65.0),  # chin
+        (-225.0, -170.0, 135.0),  # outer corner of the eye on the image's left
+        (225.0, -170.0, 135.0),  # outer corner of the eye on the image's right
+        (-150.0, 150.0, 125.0),  # mouth corner, image left
+        (150.0, 150.0, 125.0),  # mouth corner, image right
+    ],
+    dtype=np.float64,
+)
 
 
 def _rect(box: Box) -> Any:
@@ -475,7 +505,7 @@ def eye_aspect_ratio(points68: np.ndarray) -> float:
     """Mean eye aspect ratio of both eyes (Soukupová & Čech 2016): open ≈ 0.3, closed < 0.1."""
     vals = []
     for a in (36, 42):
-        p = points68[a:a + 6].astype(np.float64)
+        p = points68[a : a + 6].astype(np.float64)
         width = np.linalg.norm(p[0] - p[3])
         if width <= 0:
             return 0.0
@@ -519,8 +549,9 @@ def head_pose(points68: np.ndarray) -> tuple[float, float, float]:
     cam = np.array([[f, 0, centre[0]], [0, f, centre[1]], [0, 0, 1]], dtype=np.float64)
     pitch = 90.0
     try:
-        ok, rvec, _tvec = cv2.solvePnP(_POSE_MODEL, pts[_POSE_INDICES], cam, np.zeros(4),
-                                       flags=cv2.SOLVEPNP_ITERATIVE)
+        ok, rvec, _tvec = cv2.solvePnP(
+            _POSE_MODEL, pts[_POSE_INDICES], cam, np.zeros(4), flags=cv2.SOLVEPNP_ITERATIVE
+        )
         if ok:
             rot, _ = cv2.Rodrigues(rvec)
             pitch = -math.degrees(math.atan2(float(rot[2, 1]), float(rot[2, 2])))
@@ -552,15 +583,19 @@ def blur_metric(grey: np.ndarray, h: int = 11) -> float:
     return worst
 
 
-def _measure_quality(rgb: np.ndarray, det: Detection, p68: np.ndarray,
-                     chip: np.ndarray) -> Quality:
+def _measure_quality(rgb: np.ndarray, det: Detection, p68: np.ndarray, chip: np.ndarray) -> Quality:
     h, w = rgb.shape[:2]
     grey_chip = cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY)
     core = grey_chip[35:125, 30:120]  # the face itself inside the 150 px chip (padding 0.25)
     yaw, pitch, roll = head_pose(p68)
     fw = max(det.box.width, 1.0)
-    over = max(0.0, float(-p68[:, 0].min()), float(p68[:, 0].max() - w),
-               float(-p68[:, 1].min()), float(p68[:, 1].max() - h))
+    over = max(
+        0.0,
+        float(-p68[:, 0].min()),
+        float(p68[:, 0].max() - w),
+        float(-p68[:, 1].min()),
+        float(p68[:, 1].max() - h),
+    )
     return Quality(
         face_px=float(det.box.width),
         eye_distance_px=eye_distance(p68),
@@ -596,8 +631,11 @@ def _analyze(
     num_jitters: int,
     order: Order,
 ) -> list[Face]:
-    dets = detect_faces(decoded.rgb, min_face=max(8.0, min_face * decoded.scale),
-                        max_detect_pixels=max_detect_pixels)
+    dets = detect_faces(
+        decoded.rgb,
+        min_face=max(8.0, min_face * decoded.scale),
+        max_detect_pixels=max_detect_pixels,
+    )
     faces = _describe(decoded, dets, limits=limits, embed=embed, num_jitters=num_jitters)
     if order == "left_to_right":
         faces.sort(key=lambda f: (f.box.center[0], f.box.y1))
@@ -630,8 +668,16 @@ def _describe(
         chips.append(chip)
         q = _measure_quality(rgb, det, p68, chip).with_limits(limits)
         box = det.box.scaled(inv).clipped(*decoded.original_size)
-        faces.append(Face(box=box, score=det.score, landmarks=p68 * inv,
-                          landmarks5=_shape_array(s5) * inv, embedding=None, quality=q))
+        faces.append(
+            Face(
+                box=box,
+                score=det.score,
+                landmarks=p68 * inv,
+                landmarks5=_shape_array(s5) * inv,
+                embedding=None,
+                quality=q,
+            )
+        )
     if embed:
         jitters = max(0, int(num_jitters))
         with m.encoder_lock:
@@ -661,8 +707,15 @@ def analyze_image(
     when the image cannot be decoded; returns ``[]`` when there is no face.
     """
     decoded = _decode(image, channel_order)
-    return _analyze(decoded, min_face=min_face, max_detect_pixels=max_detect_pixels,
-                    limits=quality, embed=embed, num_jitters=num_jitters, order=order)
+    return _analyze(
+        decoded,
+        min_face=min_face,
+        max_detect_pixels=max_detect_pixels,
+        limits=quality,
+        embed=embed,
+        num_jitters=num_jitters,
+        order=order,
+    )
 
 
 def analyze_frame(
@@ -683,8 +736,15 @@ def analyze_frame(
     undecodable input; returns ``[]`` when there is no face.
     """
     decoded = _decode(image, channel_order)
-    return _analyze(decoded, min_face=min_face, max_detect_pixels=max_detect_pixels,
-                    limits=quality, embed=embed, num_jitters=0, order="largest_first")
+    return _analyze(
+        decoded,
+        min_face=min_face,
+        max_detect_pixels=max_detect_pixels,
+        limits=quality,
+        embed=embed,
+        num_jitters=0,
+        order="largest_first",
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -707,8 +767,13 @@ class EnrollmentCheck:
         return reason_text(self.reason) if self.reason else None
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"ok": self.ok, "reason": self.reason, "message": self.message,
-                             "problems": list(self.problems), "faces_found": self.faces_found}
+        d: dict[str, Any] = {
+            "ok": self.ok,
+            "reason": self.reason,
+            "message": self.message,
+            "problems": list(self.problems),
+            "faces_found": self.faces_found,
+        }
         if self.face is not None:
             d["box"] = self.face.box.to_list()
             d["quality"] = self.face.quality.to_dict()
@@ -754,15 +819,17 @@ def check_enrollment_photo(
     if not dets:
         return EnrollmentCheck(ok=False, reason="no_face")
     main = max(dets, key=lambda d: d.box.width)
-    others = [d for d in dets
-              if d is not main and d.box.width >= SEVERAL_FACES_MIN_RATIO * main.box.width]
+    others = [
+        d for d in dets if d is not main and d.box.width >= SEVERAL_FACES_MIN_RATIO * main.box.width
+    ]
     if others:
         return EnrollmentCheck(ok=False, reason="several_faces", faces_found=len(dets))
     face = _describe(decoded, [main], limits=quality, embed=True, num_jitters=num_jitters)[0]
     problems = face.quality.problems
     if problems:
-        return EnrollmentCheck(ok=False, reason=problems[0], face=face, problems=problems,
-                               faces_found=len(dets))
+        return EnrollmentCheck(
+            ok=False, reason=problems[0], face=face, problems=problems, faces_found=len(dets)
+        )
     return EnrollmentCheck(ok=True, reason=None, face=face, faces_found=len(dets))
 
 
@@ -799,8 +866,13 @@ class Gallery:
     have several templates (the nearest one counts). Thread-safe.
     """
 
-    def __init__(self, *, threshold: float = DEFAULT_THRESHOLD, margin: float = DEFAULT_MARGIN,
-                 capacity: int = 256) -> None:
+    def __init__(
+        self,
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        margin: float = DEFAULT_MARGIN,
+        capacity: int = 256,
+    ) -> None:
         self.threshold = float(threshold)
         self.margin = float(margin)
         cap = max(16, int(capacity))
@@ -808,6 +880,9 @@ class Gallery:
         self._mat = np.zeros((EMBEDDING_DIM, cap), dtype=np.float32)
         self._sq = np.zeros(cap, dtype=np.float32)
         self._owner = np.zeros(cap, dtype=np.int32)
+        # scratch space of the search (guarded by the lock): no allocation per query
+        self._dist = np.empty(cap, dtype=np.float32)
+        self._q = np.empty(EMBEDDING_DIM, dtype=np.float32)
         self._tids: list[str] = []
         self._tid_pos: dict[str, int] = {}
         self._persons: list[PersonId] = []
@@ -878,14 +953,20 @@ class Gallery:
         owner = np.zeros(new_cap, dtype=np.int32)
         owner[: self._n] = self._owner[: self._n]
         self._mat, self._sq, self._owner = mat, sq, owner
+        self._dist = np.empty(new_cap, dtype=np.float32)
 
     def add(self, person_id: PersonId, embedding: Any, template_id: str | None = None) -> str:
         """Add one template; returns its id (a new UUID unless given)."""
-        return self.add_many([person_id], [embedding],
-                             None if template_id is None else [template_id])[0]
+        return self.add_many(
+            [person_id], [embedding], None if template_id is None else [template_id]
+        )[0]
 
-    def add_many(self, person_ids: Sequence[PersonId], embeddings: Any,
-                 template_ids: Sequence[str] | None = None) -> list[str]:
+    def add_many(
+        self,
+        person_ids: Sequence[PersonId],
+        embeddings: Any,
+        template_ids: Sequence[str] | None = None,
+    ) -> list[str]:
         """Add many templates at once (fast path for loading a community's gallery)."""
         emb = np.asarray(embeddings, dtype=np.float32)
         if emb.ndim == 1:
@@ -956,11 +1037,14 @@ class Gallery:
 
     # -- search
     def _squared_distances(self, q: np.ndarray) -> np.ndarray:
-        """Squared distances to every template, minus ``|q|²`` (constant for the ranking)."""
+        """Squared distances to every template, minus ``|q|²`` (constant for the ranking),
+        written into the gallery's scratch buffer: ``(-2q) · M + |m|²``, one BLAS ``sgemv``
+        streaming the 128×n matrix once plus one pass over n floats, no allocation."""
         n = self._n
-        d2 = q @ self._mat[:, :n]  # (n,): one sgemv streaming the 128×n matrix once
-        d2 *= -2.0
-        d2 += self._sq[:n]
+        np.multiply(q, -2.0, out=self._q)
+        d2 = self._dist[:n]
+        np.matmul(self._q, self._mat[:, :n], out=d2)
+        np.add(d2, self._sq[:n], out=d2)
         return d2
 
     def search(self, embedding: Any, k: int = 1) -> list[Match]:
@@ -977,14 +1061,26 @@ class Gallery:
             owner = self._owner[:n]
             out: list[Match] = []
             if k <= 4:
-                # a few argmin passes, hiding the templates of each person already found
-                for _ in range(k):
+                # argmin passes; a template of a person already found is skipped by setting
+                # its distance to infinity (one at a time: people have few templates)
+                found: set[int] = set()
+                skipped = 0
+                while len(out) < k:
                     i = int(np.argmin(d2))
                     if not math.isfinite(float(d2[i])):
                         break
+                    slot = int(owner[i])
+                    if slot in found:
+                        skipped += 1
+                        if skipped > 16:  # a person with many templates: hide them at once
+                            d2[owner == slot] = np.inf
+                        else:
+                            d2[i] = np.inf
+                        continue
+                    found.add(slot)
                     out.append(self._match(i, d2, qq))
                     if len(out) < k:
-                        d2[owner == owner[i]] = np.inf
+                        d2[i] = np.inf
                 return out
             seen: set[int] = set()
             for i in np.argsort(d2, kind="stable"):
@@ -997,11 +1093,15 @@ class Gallery:
             return out
 
     def _match(self, i: int, d2: np.ndarray, qq: float) -> Match:
-        return Match(self._persons[int(self._owner[i])],
-                     math.sqrt(max(float(d2[i]) + qq, 0.0)), self._tids[i])
+        return Match(
+            self._persons[int(self._owner[i])],
+            math.sqrt(max(float(d2[i]) + qq, 0.0)),
+            self._tids[i],
+        )
 
-    def identify(self, embedding: Any, *, threshold: float | None = None,
-                 margin: float | None = None) -> Identification:
+    def identify(
+        self, embedding: Any, *, threshold: float | None = None, margin: float | None = None
+    ) -> Identification:
         """Decide who this is: the nearest person if within ``threshold`` and clearly nearer
         (by ``margin``) than anyone else; otherwise nobody, with the reason."""
         t = self.threshold if threshold is None else float(threshold)
@@ -1017,9 +1117,14 @@ class Gallery:
         return Identification(best.person_id, best.distance, "match", tuple(top))
 
     # -- building from photos
-    def enroll_photo(self, person_id: PersonId, photo: ImageSource | DecodedImage, *,
-                     quality: QualityThresholds | None = ENROLL_QUALITY,
-                     num_jitters: int = 0) -> EnrollmentCheck:
+    def enroll_photo(
+        self,
+        person_id: PersonId,
+        photo: ImageSource | DecodedImage,
+        *,
+        quality: QualityThresholds | None = ENROLL_QUALITY,
+        num_jitters: int = 0,
+    ) -> EnrollmentCheck:
         """Check a photo and, when acceptable, add its face as a template of ``person_id``.
 
         With ``quality=None`` only the face count is enforced (photos already vetted)."""
@@ -1046,8 +1151,9 @@ class Gallery:
         if not root.is_dir():
             raise NotADirectoryError(str(root))
         report: list[tuple[Path, EnrollmentCheck]] = []
-        for person_dir in sorted(p for p in root.iterdir() if p.is_dir()
-                                 and not p.name.startswith(".")):
+        for person_dir in sorted(
+            p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+        ):
             for photo in iter_photos(person_dir):
                 check = self.enroll_photo(person_dir.name, photo, quality=quality)
                 report.append((photo, check))
@@ -1057,9 +1163,14 @@ class Gallery:
         return report
 
     @classmethod
-    def from_directory(cls, directory: str | Path, *, threshold: float = DEFAULT_THRESHOLD,
-                       margin: float = DEFAULT_MARGIN,
-                       quality: QualityThresholds | None = None) -> Gallery:
+    def from_directory(
+        cls,
+        directory: str | Path,
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        margin: float = DEFAULT_MARGIN,
+        quality: QualityThresholds | None = None,
+    ) -> Gallery:
         """A gallery from a folder with one sub-folder of photos per person (see
         :meth:`load_directory`; refused photos are listed in :attr:`report`)."""
         g = cls(threshold=threshold, margin=margin)
@@ -1067,16 +1178,27 @@ class Gallery:
         return g
 
 
-_NO_LIMITS = QualityThresholds(min_face_px=0.0, max_blur=1.0, max_yaw=180.0, max_pitch=180.0,
-                               max_roll=180.0, min_eye_openness=-1.0, min_brightness=-1.0,
-                               max_brightness=256.0, min_contrast=-1.0, max_outside=1e9)
+_NO_LIMITS = QualityThresholds(
+    min_face_px=0.0,
+    max_blur=1.0,
+    max_yaw=180.0,
+    max_pitch=180.0,
+    max_roll=180.0,
+    min_eye_openness=-1.0,
+    min_brightness=-1.0,
+    max_brightness=256.0,
+    min_contrast=-1.0,
+    max_outside=1e9,
+)
 
 
 def iter_photos(directory: Path) -> Iterable[Path]:
     """Image files directly inside ``directory`` (by extension, sorted, hidden files skipped)."""
-    return sorted(p for p in directory.iterdir()
-                  if p.is_file() and not p.name.startswith(".")
-                  and p.suffix.lower() in PHOTO_EXTENSIONS)
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in PHOTO_EXTENSIONS
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1094,8 +1216,11 @@ class IdentifiedFace:
 
     def to_dict(self) -> dict[str, Any]:
         d = self.identification.distance
-        return {"box": self.face.box.to_list(), "person": self.person_id,
-                "distance": None if d is None else round(d, 4)}
+        return {
+            "box": self.face.box.to_list(),
+            "person": self.person_id,
+            "distance": None if d is None else round(d, 4),
+        }
 
 
 @dataclass(frozen=True)
@@ -1126,15 +1251,17 @@ def identify_image(
 ) -> ImageIdentification:
     """Find and identify every face of an image (left to right). Never raises for bad input."""
     try:
-        faces = analyze_image(image, min_face=min_face, quality=ACCESS_QUALITY,
-                              channel_order=channel_order)
+        faces = analyze_image(
+            image, min_face=min_face, quality=ACCESS_QUALITY, channel_order=channel_order
+        )
     except ImageError as exc:
         return ImageIdentification(error=exc.code, detail=exc.detail)
     out = []
     for f in faces:
         assert f.embedding is not None
-        out.append(IdentifiedFace(f, gallery.identify(f.embedding, threshold=threshold,
-                                                      margin=margin)))
+        out.append(
+            IdentifiedFace(f, gallery.identify(f.embedding, threshold=threshold, margin=margin))
+        )
     return ImageIdentification(faces=tuple(out))
 
 
@@ -1148,4 +1275,3 @@ def check_liveness(frames: Sequence[ImageSource | DecodedImage], **kwargs: Any) 
     from linli.vision.liveness import check_liveness as _check
 
     return _check(frames, **kwargs)
-

@@ -126,8 +126,9 @@ def _homography_residual(src: np.ndarray, dst: np.ndarray) -> float:
 def _rectified_ear(points: np.ndarray, ref: np.ndarray) -> float:
     """Eye aspect ratio after mapping ``points`` onto ``ref`` by a homography fitted on the
     landmarks outside the eyes (so the tilt of a flat picture does not change it)."""
-    h, _ = cv2.findHomography(points[_STABLE].astype(np.float64),
-                              ref[_STABLE].astype(np.float64), 0)
+    h, _ = cv2.findHomography(
+        points[_STABLE].astype(np.float64), ref[_STABLE].astype(np.float64), 0
+    )
     if h is None:
         return eye_aspect_ratio(points)
     mapped = cv2.perspectiveTransform(points.reshape(-1, 1, 2).astype(np.float64), h)
@@ -147,7 +148,7 @@ def detect_blink(ears: Sequence[float] | np.ndarray) -> bool:
         ear_open >= MIN_OPEN_EAR
         and e[k] <= BLINK_DROP * ear_open
         and np.any(e[:k] >= BLINK_RECOVER * ear_open)
-        and np.any(e[k + 1:] >= BLINK_RECOVER * ear_open)
+        and np.any(e[k + 1 :] >= BLINK_RECOVER * ear_open)
     )
 
 
@@ -193,8 +194,11 @@ def check_liveness(
     diffs: list[float] = []
     for i, frame in enumerate(frames):
         try:
-            decoded = frame if isinstance(frame, DecodedImage) else decode_image(
-                frame, channel_order=channel_order)
+            decoded = (
+                frame
+                if isinstance(frame, DecodedImage)
+                else decode_image(frame, channel_order=channel_order)
+            )
         except ImageError as exc:
             details["frame"] = i
             return _fail(exc.code, details)
@@ -215,8 +219,9 @@ def check_liveness(
         budget = max(FRAME_DETECT_PIXELS, int((rgb.shape[0] * rgb.shape[1]) * 0.5))
         dets: list[Detection] = []
         if prev is not None:
-            dets = detect_faces(rgb, min_face=min_face, max_detect_pixels=budget,
-                                roi=prev.expanded(0.6), grey=grey)
+            dets = detect_faces(
+                rgb, min_face=min_face, max_detect_pixels=budget, roi=prev.expanded(0.6), grey=grey
+            )
         if not dets:
             dets = detect_faces(rgb, min_face=min_face, max_detect_pixels=budget, grey=grey)
         if not dets:
@@ -263,18 +268,20 @@ def check_liveness(
     ear_min = float(ears.min())
     pixel_change = float(max(diffs)) if diffs else 0.0
     yaw_change = yaws - yaws[0]
-    details.update({
-        "nonplanar": round(nonplanar, 4),
-        "motion": round(motion, 4),
-        "pixel_change": round(pixel_change, 2),
-        "blink": blink,
-        "ear_open": round(ear_open, 3),
-        "ear_min": round(ear_min, 3),
-        "yaw_min": round(float(yaws.min()), 1),
-        "yaw_max": round(float(yaws.max()), 1),
-        "yaw_change_max": round(float(yaw_change.max()), 1),
-        "yaw_change_min": round(float(yaw_change.min()), 1),
-    })
+    details.update(
+        {
+            "nonplanar": round(nonplanar, 4),
+            "motion": round(motion, 4),
+            "pixel_change": round(pixel_change, 2),
+            "blink": blink,
+            "ear_open": round(ear_open, 3),
+            "ear_min": round(ear_min, 3),
+            "yaw_min": round(float(yaws.min()), 1),
+            "yaw_max": round(float(yaws.max()), 1),
+            "yaw_change_max": round(float(yaw_change.max()), 1),
+            "yaw_change_min": round(float(yaw_change.min()), 1),
+        }
+    )
     moving = nonplanar >= NONPLANAR_MIN
     live = blink or moving
     if not live:

@@ -11,7 +11,11 @@ from sqlalchemy import func, select
 
 
 def test_seed_and_simulate(
-    db: Any, world: Any, app: Any, shared_data: Path, monkeypatch: pytest.MonkeyPatch,
+    db: Any,
+    world: Any,
+    app: Any,
+    shared_data: Path,
+    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     from typer.testing import CliRunner
@@ -31,8 +35,14 @@ def test_seed_and_simulate(
         n_consents = s.scalar(select(func.count(Consent.id)))
         assert n_templates and n_consents
         # every template belongs to someone with recorded consent
-        assert s.scalar(select(func.count(FaceTemplate.id)).where(
-            FaceTemplate.consent_id.not_in(select(Consent.id)))) == 0
+        assert (
+            s.scalar(
+                select(func.count(FaceTemplate.id)).where(
+                    FaceTemplate.consent_id.not_in(select(Consent.id))
+                )
+            )
+            == 0
+        )
         gate_id = gates[0].id
     # seeding again does nothing
     with db.session() as s:
@@ -47,8 +57,10 @@ def test_seed_and_simulate(
     for name in ("obama1.jpg", "alex_lacamoire1.jpg"):
         (frames / name).write_bytes((shared_data / "faces" / "probe" / name).read_bytes())
     (frames / "broken.jpg").write_bytes(b"\xff\xd8\xff broken")
-    r = CliRunner().invoke(access_app, ["simulate", "--gate", str(gate_id), str(frames),
-                                        "--data-dir", str(tmp_path / "d")])
+    r = CliRunner().invoke(
+        access_app,
+        ["simulate", "--gate", str(gate_id), str(frames), "--data-dir", str(tmp_path / "d")],
+    )
     lines = [json.loads(x) for x in r.output.strip().splitlines()]
     assert len(lines) == 3, r.output
     by = {Path(x["frames"][0]).name: x for x in lines}

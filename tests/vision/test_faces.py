@@ -86,14 +86,17 @@ def _terminal_frame(rgb: np.ndarray, face: F.Face, width: float = 200.0) -> np.n
     s = width / face.box.width
     cx, cy = face.box.center
     m = np.array([[s, 0, 320 - s * cx], [0, s, 220 - s * cy]], dtype=np.float64)
-    return cv2.warpAffine(rgb, m, (640, 480), flags=cv2.INTER_AREA,
-                          borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(rgb, m, (640, 480), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _huge_png_header(width: int, height: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
@@ -105,9 +108,9 @@ def _jpeg_with_header_size(jpeg: bytes, width: int, height: int) -> bytes:
     i = 2
     while i < len(data):
         marker = data[i + 1]
-        length = struct.unpack(">H", data[i + 2:i + 4])[0]
+        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
         if marker in (0xC0, 0xC1, 0xC2):
-            data[i + 5:i + 9] = struct.pack(">HH", height, width)
+            data[i + 5 : i + 9] = struct.pack(">HH", height, width)
             return bytes(data)
         i += 2 + length
     raise AssertionError("no SOF marker")
@@ -150,8 +153,11 @@ def test_no_impostor_accepted_when_the_person_is_not_enrolled(
     gallery_embeddings: list[tuple[str, np.ndarray]], probe_faces: dict[str, list[F.Face]]
 ) -> None:
     persons = sorted({p for p, _ in gallery_embeddings})
-    probes = [(who, f.embedding) for name, exp in EXPECTED.items()
-              for who, f in zip(exp, probe_faces[name], strict=True)]
+    probes = [
+        (who, f.embedding)
+        for name, exp in EXPECTED.items()
+        for who, f in zip(exp, probe_faces[name], strict=True)
+    ]
     probes += gallery_embeddings  # gallery cross-person pairs too
     for left_out in persons:
         g = F.Gallery()
@@ -164,8 +170,9 @@ def test_no_impostor_accepted_when_the_person_is_not_enrolled(
                 assert ident.person_id is None and ident.reason == "unknown_person", left_out
 
 
-def test_identify_image_reports_bad_input_without_raising(gallery: F.Gallery,
-                                                          tmp_path: Path) -> None:
+def test_identify_image_reports_bad_input_without_raising(
+    gallery: F.Gallery, tmp_path: Path
+) -> None:
     text = tmp_path / "notes.jpg"
     text.write_text("not a photo")
     result = F.identify_image(text, gallery)
@@ -204,6 +211,36 @@ def test_gallery_search_matches_brute_force_and_supports_removal() -> None:
     assert removed >= 1 and persons[2999] not in g
     assert g.search(emb[2999])[0].person_id != persons[2999]
     assert len(g) == 3000 - 1 - removed
+
+
+def test_gallery_search_allocates_nothing_per_query_and_skips_many_templates() -> None:
+    import tracemalloc
+
+    rng = np.random.default_rng(11)
+    n = 20_000
+    emb = rng.normal(0, 0.1, (n, 128)).astype(np.float32)
+    g = F.Gallery()
+    g.add_many(list(range(n)), emb)
+    q = emb[17] + rng.normal(0, 0.005, 128).astype(np.float32)
+    g.identify(q)  # warm
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        for _ in range(5):
+            g.identify(q)
+        _cur, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # a copy of the distances alone would be 80 kB; the search itself uses scratch space
+    assert peak < 16_000, peak
+    # one person with many templates nearest to the query: the second person is still found
+    many = q + rng.normal(0, 0.001, (40, 128)).astype(np.float32)
+    g.add_many(["crowd"] * 40, many)
+    top = g.search(q, k=3)
+    assert top[0].person_id == "crowd" and top[1].person_id == 17
+    d = np.linalg.norm(emb - q, axis=1)
+    d[17] = np.inf
+    assert top[2].person_id == int(np.argmin(d))
 
 
 def test_gallery_ids_and_validation() -> None:
@@ -387,8 +424,9 @@ def test_static_burst_is_refused(video_frames: list[np.ndarray], obama_rgb: np.n
     assert not ok and reason == "no_motion"
 
 
-def test_moving_printed_photo_is_refused(video_frames: list[np.ndarray],
-                                         obama_rgb: np.ndarray) -> None:
+def test_moving_printed_photo_is_refused(
+    video_frames: list[np.ndarray], obama_rgb: np.ndarray
+) -> None:
     """A photo waved in front of the camera: each frame is the same picture under a different
     perspective (a plane seen from moving viewpoints), with lighting changes and noise."""
     rng = np.random.default_rng(11)
@@ -446,8 +484,9 @@ def test_liveness_bad_bursts(video_frames: list[np.ndarray], shared_data: Path) 
     assert check_liveness(video_frames[130:132]).reason == "too_few_frames"
     plate = decode_image(_plate_photo(shared_data)).rgb
     assert check_liveness([plate] * 5).reason == "no_face"
-    assert check_liveness([video_frames[130], b"garbage", video_frames[133]]).reason \
-        == "not_an_image"
+    assert (
+        check_liveness([video_frames[130], b"garbage", video_frames[133]]).reason == "not_an_image"
+    )
     # a picture swapped for another one in the middle of the burst
     swapped = [video_frames[130]] * 4 + [video_frames[240]] * 4
     assert check_liveness(swapped).reason == "face_changed"
@@ -462,8 +501,9 @@ def test_cli_identify(faces_dir: Path, tmp_path: Path) -> None:
     bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
     probes = [faces_dir / "probe" / name for name in EXPECTED]
     result = CliRunner().invoke(
-        faces_app, ["identify", "--gallery", str(faces_dir / "gallery"),
-                    *map(str, probes), str(bad)])
+        faces_app,
+        ["identify", "--gallery", str(faces_dir / "gallery"), *map(str, probes), str(bad)],
+    )
     assert result.exit_code == 1, result.output  # one image was unusable
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
     assert len(lines) == len(probes) + 1
@@ -475,8 +515,9 @@ def test_cli_identify(faces_dir: Path, tmp_path: Path) -> None:
             assert x2 > x1 and y2 > y1 and 0 <= f["distance"] < 2
         assert [f["box"][0] for f in line["faces"]] == sorted(f["box"][0] for f in line["faces"])
     assert lines[-1]["faces"] == [] and lines[-1]["error"] in ("corrupt_image", "not_an_image")
-    missing = CliRunner().invoke(faces_app, ["identify", "--gallery", str(tmp_path / "nope"),
-                                             str(probes[0])])
+    missing = CliRunner().invoke(
+        faces_app, ["identify", "--gallery", str(tmp_path / "nope"), str(probes[0])]
+    )
     assert missing.exit_code == 2
 
 
@@ -484,27 +525,51 @@ def test_cli_enroll(faces_dir: Path, shared_data: Path, tmp_path: Path) -> None:
     gal = tmp_path / "gallery"
     obama = faces_dir / "gallery" / "obama" / "obama.jpg"
     runner = CliRunner()
-    first = runner.invoke(faces_app, ["enroll", "--gallery", str(gal), "--person", "奥巴马",
-                                      str(obama), str(faces_dir / "probe" / "obama_and_biden.jpg"),
-                                      str(_plate_photo(shared_data))])
+    first = runner.invoke(
+        faces_app,
+        [
+            "enroll",
+            "--gallery",
+            str(gal),
+            "--person",
+            "奥巴马",
+            str(obama),
+            str(faces_dir / "probe" / "obama_and_biden.jpg"),
+            str(_plate_photo(shared_data)),
+        ],
+    )
     assert first.exit_code == 1, first.output
     rows = [json.loads(line) for line in first.stdout.splitlines()]
     assert [(r["ok"], r["reason"]) for r in rows] == [
-        (True, None), (False, "several_faces"), (False, "no_face")]
+        (True, None),
+        (False, "several_faces"),
+        (False, "no_face"),
+    ]
     saved = Path(rows[0]["saved"])
     assert saved.parent == gal / "奥巴马" and saved.read_bytes() == obama.read_bytes()
     assert sorted(p.name for p in (gal / "奥巴马").iterdir()) == ["obama.jpg"]
     # the same photo again: nothing copied twice; the same face under another name: refused
-    again = runner.invoke(faces_app, ["enroll", "--gallery", str(gal), "--person", "奥巴马",
-                                      str(obama)])
+    again = runner.invoke(
+        faces_app, ["enroll", "--gallery", str(gal), "--person", "奥巴马", str(obama)]
+    )
     assert again.exit_code == 0 and json.loads(again.stdout)["duplicate"] is True
-    other = runner.invoke(faces_app, ["enroll", "--gallery", str(gal), "--person", "barack",
-                                      str(faces_dir / "gallery" / "obama" / "obama2.jpg")])
+    other = runner.invoke(
+        faces_app,
+        [
+            "enroll",
+            "--gallery",
+            str(gal),
+            "--person",
+            "barack",
+            str(faces_dir / "gallery" / "obama" / "obama2.jpg"),
+        ],
+    )
     row = json.loads(other.stdout)
     assert other.exit_code == 1 and row["reason"] == "matches_other_person"
     assert row["other_person"] == "奥巴马" and not (gal / "barack").exists()
-    bad_name = runner.invoke(faces_app, ["enroll", "--gallery", str(gal), "--person", "../x",
-                                         str(obama)])
+    bad_name = runner.invoke(
+        faces_app, ["enroll", "--gallery", str(gal), "--person", "../x", str(obama)]
+    )
     assert bad_name.exit_code == 2
     assert not valid_person_name(".hidden") and valid_person_name("王小明")
 

@@ -1,0 +1,59 @@
+"""QR codes of visitor passes: rendering (segno, SVG or PNG) and reading a photo of one
+(OpenCV's QR detector), for terminals that send the picture instead of the decoded text."""
+
+from __future__ import annotations
+
+import io
+
+#: a QR photo is decoded at most this large (longer side, pixels): QR codes shown on a phone
+#: at a terminal camera are a few hundred pixels wide
+MAX_QR_SIDE = 1600
+
+
+def render_svg(payload: str, *, scale: int = 6) -> str:
+    """An SVG document with the QR code (error correction M, quiet zone of 4 modules)."""
+    import segno
+
+    code = segno.make_qr(payload, error="m", boost_error=False)
+    buf = io.BytesIO()
+    code.save(buf, kind="svg", scale=scale, border=4, xmldecl=False, svgns=True, title="QR")
+    return buf.getvalue().decode("utf-8")
+
+
+def render_svg_inline(payload: str, *, scale: int = 6) -> str:
+    """The same, as an ``<svg>`` element to put into a page."""
+    import segno
+
+    code = segno.make_qr(payload, error="m", boost_error=False)
+    return str(code.svg_inline(scale=scale, border=4))
+
+
+def render_png(payload: str, *, scale: int = 8) -> bytes:
+    """A PNG of the QR code (black on white, 8 px per module)."""
+    import segno
+
+    code = segno.make_qr(payload, error="m", boost_error=False)
+    buf = io.BytesIO()
+    code.save(buf, kind="png", scale=scale, border=4)
+    return buf.getvalue()
+
+
+def read_qr(image: bytes) -> str:
+    """The text of the QR code in a photo or screenshot. Raises
+    :class:`linli.vision.images.ImageError` with ``qr_unreadable`` when no code is found (and
+    the usual image codes for bad files)."""
+    import cv2
+    import numpy as np
+
+    from linli.vision.images import ImageError, decode_image
+
+    img = decode_image(image, max_side=MAX_QR_SIDE, channel_order="rgb")
+    grey = cv2.cvtColor(np.ascontiguousarray(img.rgb), cv2.COLOR_RGB2GRAY)
+    detector = cv2.QRCodeDetector()
+    try:
+        text, _points, _straight = detector.detectAndDecode(grey)
+    except cv2.error as exc:
+        raise ImageError("qr_unreadable", "QR detector failed") from exc
+    if not text:
+        raise ImageError("qr_unreadable", "no QR code found")
+    return str(text)
