@@ -136,6 +136,26 @@ def test_stream_with_a_session_cookie(app, client, db, world, server):
         assert next(_events(lines))["id"] == eid
 
 
+def test_stream_holds_back_what_the_caller_may_not_see(app, db, world, server):
+    """Who passed which gate is as sensitive live as in the access log: a token with
+    events.read but not access.log_read gets the alarm, not the passage."""
+    token = _token(db, world.a, ["events.read", "iot.read"])
+    url = f"{server}/api/v1/communities/{world.a}/events/stream"
+    with (
+        httpx.Client(timeout=httpx.Timeout(10.0)) as http,
+        http.stream("GET", url, headers={"Authorization": f"Bearer {token}"}) as r,
+    ):
+        lines = r.iter_lines()
+        assert next(lines) == "retry: 3000"
+        with db.session() as s:
+            emit(s, "access.entry.granted", {"identity_id": 1, "gate_id": 2}, community_id=world.a)
+            emit(s, "safety.watchlist.matched", {"entry_id": 1}, community_id=world.a)
+            emit(s, "safety.care.visited", {"person_id": 1}, community_id=world.a)
+            shown = emit(s, "iot.alarm.raised", {"id": 7}, community_id=world.a)
+        assert app.state.dispatcher.run_once() == 4
+        assert next(_events(lines))["id"] == shown
+
+
 def test_stream_requires_events_read_in_that_community(client, db, world):
     url = f"/api/v1/communities/{world.a}/events/stream"
     r = client.get(url)
