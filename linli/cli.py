@@ -31,12 +31,13 @@ def _mount_domain_commands() -> None:
     """Each domain's own sub-commands (`linli faces …`, `linli plates …`, …)."""
     from linli.access.cli import access_app, faces_app
     from linli.consultation.cli import app as consultation_app
-    from linli.vehicles.cli import plates_app
+    from linli.vehicles.cli import plates_app, vehicles_app
     from linli.waste.cli import app as waste_app
 
     app.add_typer(faces_app, name="faces")
     app.add_typer(access_app, name="access")
     app.add_typer(plates_app, name="plates")
+    app.add_typer(vehicles_app, name="vehicles")
     app.add_typer(consultation_app, name="consultation")
     app.add_typer(waste_app, name="waste")
 
@@ -108,6 +109,8 @@ def demo(
     from linli.core.web import system_ctx
     from linli.iot.simulator import seed_demo_devices
     from linli.people.demo import seed_demo
+    from linli.vehicles.demo import seed_vehicles, start_demo_gate
+    from linli.waste.demo import seed_waste
 
     settings = _settings(data_dir or Path(os.environ.get("LINLI_DATA_DIR", "./var/demo")))
     if not settings.mqtt_url and "LINLI_MQTT_LISTEN" not in os.environ:
@@ -123,7 +126,12 @@ def demo(
                 community, logins = seed_demo(s)
                 fleet = seed_demo_devices(s, system_ctx(community.id, "demo"))
                 seed_access(s, community.id, FileStore(settings.files_dir), settings)
+                fleet += seed_vehicles(s, community.id, FileStore(settings.files_dir), settings)
+                fleet += seed_waste(s, community.id, FileStore(settings.files_dir), settings)
                 seed_consultation(s, community.id)
+                from linli.safety.demo import seed_safety
+
+                seed_safety(s, community.id, FileStore(settings.files_dir), settings)
             _write_private(logins_file, [vars(x) for x in logins])
             _write_private(devices_file, [vars(d) for d in fleet])
     finally:
@@ -151,6 +159,10 @@ def demo(
             mhost, _, p = settings.mqtt_listen.rpartition(":")
             mport = int(p)
         Simulator(fleet, mhost, mport).start()
+        start_demo_gate(settings)
+    # camera workers inside the server for the demo (production: python -m linli.safety.worker)
+    if "LINLI_SAFETY_WORKERS" not in os.environ:
+        settings.safety_workers = "inapp"
     _run_server(settings, host, port)
 
 

@@ -19,6 +19,15 @@ def include_all(app: FastAPI) -> None:
     from linli.iot import pages as iot_pages
     from linli.people import api as people_api
     from linli.people import pages as people_pages
+    from linli.safety import api as safety_api
+    from linli.safety import events as _safety_events  # noqa: F401  (handlers, alarm kinds)
+    from linli.safety import pages as safety_pages
+    from linli.vehicles import api as vehicles_api
+    from linli.vehicles import events as _vehicles_events  # noqa: F401  (alarm kinds)
+    from linli.vehicles import pages as vehicles_pages
+    from linli.waste import api as waste_api
+    from linli.waste import events as _waste_events  # noqa: F401  (alarm kinds)
+    from linli.waste import pages as waste_pages
     from linli.workorders import api as workorders_api
     from linli.workorders import pages as workorders_pages
 
@@ -30,6 +39,10 @@ def include_all(app: FastAPI) -> None:
         iot_api.router,
         iot_api.device_router,
         workorders_api.router,
+        vehicles_api.router,
+        waste_api.router,
+        waste_api.public_router,
+        safety_api.router,
         stream.router,
         admin_pages.router,
         people_pages.router,
@@ -37,6 +50,9 @@ def include_all(app: FastAPI) -> None:
         consultation_pages.router,
         iot_pages.router,
         workorders_pages.router,
+        safety_pages.router,
+        vehicles_pages.router,
+        waste_pages.router,
     ):
         app.include_router(router)
 

@@ -111,7 +111,7 @@ COMBINED_CODE_CONFIDENCE = 0.7
 REASONS: dict[str, str] = {
     "not_text": "The item must be given as text",
     "empty_query": "Type the name of an item",
-    "query_too_long": f"The item name is too long (at most {MAX_QUERY_CHARS} characters)",
+    "query_too_long": "The item name is too long (at most %(max)s characters)",
     "no_letters": "The item name contains no letters or characters",
     "bad_list": "The sorting list cannot be read",
     "bad_code": "The sorting list has an invalid category code",
@@ -129,7 +129,7 @@ class GuidanceError(Exception):
     def __init__(self, code: str, detail: str = "") -> None:
         self.code = code
         self.detail = detail
-        message = REASONS.get(code, code)
+        message = REASONS.get(code, code) % {"max": MAX_QUERY_CHARS}
         super().__init__(f"{message}: {detail}" if detail else message)
 
 

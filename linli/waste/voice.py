@@ -41,7 +41,7 @@ MEMORY_CACHE_ITEMS = 256
 
 REASONS: dict[str, str] = {
     "empty_text": "Nothing to say",
-    "text_too_long": f"The text is too long to speak (at most {MAX_TEXT_CHARS} characters)",
+    "text_too_long": "The text is too long to speak (at most %(max)s characters)",
     "unsupported_lang": "Unsupported language (use zh or en)",
     "unknown_prompt": "Unknown prompt",
     "missing_param": "A value for the prompt is missing",
@@ -58,7 +58,7 @@ class VoiceError(RuntimeError):
     def __init__(self, code: str, detail: str = "") -> None:
         self.code = code
         self.detail = detail
-        message = REASONS.get(code, code)
+        message = REASONS.get(code, code) % {"max": MAX_TEXT_CHARS}
         super().__init__(f"{message}: {detail}" if detail else message)
 
 
