@@ -1607,6 +1607,7 @@ def flow(s: Session, ctx: Ctx, now: datetime | None = None, days: int = 14) -> d
                 per_gate[gid][direction] += 1
     ins = sum(v["in"] for v in per_gate.values())
     outs = sum(v["out"] for v in per_gate.values())
+    cameras = _camera_flow(s, ctx.community_id, tz, midnight, since, daily)
     return {
         "gates": [{"id": gid, "name": gates[gid], **per_gate[gid]} for gid in gates],
         "in": ins,
@@ -1614,6 +1615,48 @@ def flow(s: Session, ctx: Ctx, now: datetime | None = None, days: int = 14) -> d
         "inside": max(ins - outs, 0),
         "hourly": hourly,
         "daily": daily,
+        **cameras,
+    }
+
+
+def _camera_flow(
+    s: Session,
+    community_id: int,
+    tz: ZoneInfo,
+    midnight: datetime,
+    since: datetime,
+    days: dict[str, int],
+) -> dict[str, Any]:
+    """People counted by the cameras' counting lines (safety domain), beside the gates:
+    per line today, per hour today and per day — the flow where no gate stands."""
+    from linli.safety.models import Camera, LineCount
+
+    rows = s.execute(
+        select(
+            Camera.name, LineCount.line_id, LineCount.hour, LineCount.count_in, LineCount.count_out
+        )
+        .join(Camera, Camera.id == LineCount.camera_id)
+        .where(LineCount.community_id == community_id, LineCount.hour >= since)
+    ).all()
+    lines: dict[tuple[str, str], dict[str, int]] = {}
+    hourly = [0] * 24
+    daily = dict.fromkeys(days, 0)
+    for camera, line_id, hour, cin, cout in rows:
+        local = hour.astimezone(tz)
+        day = local.strftime("%Y-%m-%d")
+        if day in daily:
+            daily[day] += cin + cout
+        if local >= midnight:
+            hourly[local.hour] += cin + cout
+            counts = lines.setdefault((camera, line_id), {"in": 0, "out": 0})
+            counts["in"] += cin
+            counts["out"] += cout
+    return {
+        "camera_lines": [
+            {"camera": cam, "line": line, **counts} for (cam, line), counts in sorted(lines.items())
+        ],
+        "camera_hourly": hourly,
+        "camera_daily": daily,
     }
 
 

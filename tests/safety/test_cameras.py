@@ -174,6 +174,13 @@ def test_line_crossing_on_real_footage_through_the_domain(
         assert "safety.people.crossed" in names
         f = s.get(CameraFrame, spec.id)
         assert f is not None and f.jpeg[:2] == b"\xff\xd8"
+        # the crossing feeds the flow of people beside the gates' passages
+        from linli.access import service as access
+
+        flow = access.flow(s, system_ctx(world.a))
+        assert sum(flow["camera_daily"].values()) == 1
+        if sum(flow["camera_hourly"]) == 1:  # (not when the clip ran just before midnight)
+            assert flow["camera_lines"] == [{"camera": "舞台", "line": "mid", "in": 1, "out": 0}]
 
 
 class _DyingMjpeg(http.server.BaseHTTPRequestHandler):
