@@ -5,7 +5,13 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
 _HEX = set("0123456789abcdef")
 
@@ -46,3 +52,38 @@ class FileStore:
             return True
         except (FileNotFoundError, ValueError):
             return False
+
+
+def expire_media(
+    s: Session,
+    files: FileStore,
+    model: type[Any],
+    *,
+    cutoff: datetime,
+    time_attr: str = "at",
+    sha_attrs: Sequence[str] = ("snapshot_sha256",),
+) -> int:
+    """Retention of pictures kept by rows of ``model``: rows older than ``cutoff`` lose their
+    file references (the rows stay), and each file goes from the store unless a newer row of
+    the same columns still refers to it (the store is content-addressed: two events may share
+    one picture). Returns the number of rows changed; the caller commits and audits."""
+    when = getattr(model, time_attr)
+    columns = [getattr(model, a) for a in sha_attrs]
+    rows = list(
+        s.scalars(select(model).where(when < cutoff, or_(*[c.is_not(None) for c in columns])))
+    )
+    old: set[str] = set()
+    for row in rows:
+        for attr in sha_attrs:
+            digest = getattr(row, attr)
+            if digest:
+                old.add(digest)
+                setattr(row, attr, None)
+    s.flush()
+    if old:
+        still: set[str] = set()
+        for col in columns:
+            still.update(s.scalars(select(col).where(col.in_(old))))
+        for digest in old - still:
+            files.delete(digest)
+    return len(rows)

@@ -26,7 +26,7 @@ from linli.core import audit, events
 from linli.core.config import Settings
 from linli.core.db import utcnow
 from linli.core.errors import NotFound, ValidationFailed
-from linli.core.files import FileStore
+from linli.core.files import FileStore, expire_media
 from linli.core.i18n import N_
 from linli.core.models import RoleGrant, User
 from linli.core.roles import Perm, Role, permissions_for
@@ -579,28 +579,14 @@ def purge_media(
 ) -> int:
     """Delete snapshots and clips older than ``snapshot_retention_days`` (the rows stay, without
     pictures, except single line crossings, which the hourly counts keep); old care activity
-    (over a year) and tailgating grants (over a day) go too."""
+    (over a year) and tailgating grants (over a day) go too. Returns the number of events and
+    watch-list matches that lost their pictures."""
     now = now or utcnow()
     cutoff = now - timedelta(days=settings.snapshot_retention_days)
-    n = 0
-    rows = s.scalars(
-        select(SafetyEvent).where(
-            SafetyEvent.at < cutoff,
-            (SafetyEvent.snapshot_sha256.is_not(None)) | (SafetyEvent.clip_sha256.is_not(None)),
-        )
+    n = expire_media(
+        s, files, SafetyEvent, cutoff=cutoff, sha_attrs=("snapshot_sha256", "clip_sha256")
     )
-    for e in rows:
-        for sha in (e.snapshot_sha256, e.clip_sha256):
-            if sha and files.delete(sha):
-                n += 1
-        e.snapshot_sha256 = None
-        e.clip_sha256 = None
-    for m in s.scalars(
-        select(WatchMatch).where(WatchMatch.at < cutoff, WatchMatch.snapshot_sha256.is_not(None))
-    ):
-        if m.snapshot_sha256 and files.delete(m.snapshot_sha256):
-            n += 1
-        m.snapshot_sha256 = None
+    n += expire_media(s, files, WatchMatch, cutoff=cutoff)
     # single crossings are summed up in safety_line_counts: the rows need not stay
     s.execute(
         delete(SafetyEvent).where(SafetyEvent.kind == "line_crossing", SafetyEvent.at < cutoff)

@@ -27,7 +27,7 @@ from linli.core import audit, events
 from linli.core.config import Settings
 from linli.core.db import utcnow
 from linli.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from linli.core.files import FileStore
+from linli.core.files import FileStore, expire_media
 from linli.core.i18n import N_, gettext
 from linli.core.roles import Perm
 from linli.core.web import Ctx, system_ctx
@@ -1474,38 +1474,17 @@ def purge_snapshots(
 ) -> int:
     """Delete vehicle snapshots older than ``settings.snapshot_retention_days``."""
     cutoff = (now or utcnow()) - timedelta(days=settings.snapshot_retention_days)
-    rows = list(
-        s.scalars(
-            select(VehicleEvent).where(
-                VehicleEvent.snapshot_sha256.is_not(None), VehicleEvent.at < cutoff
-            )
-        )
-    )
-    old = {ev.snapshot_sha256 for ev in rows if ev.snapshot_sha256}
-    for ev in rows:
-        ev.snapshot_sha256 = None
-    s.flush()
-    still = (
-        set(
-            s.scalars(
-                select(VehicleEvent.snapshot_sha256).where(VehicleEvent.snapshot_sha256.in_(old))
-            )
-        )
-        if old
-        else set()
-    )
-    for sha in old - still:
-        files.delete(sha)
-    if rows:
+    n = expire_media(s, files, VehicleEvent, cutoff=cutoff)
+    if n:
         audit.record(
             s,
             audit.Actor.system("retention"),
             "vehicles.snapshots.purged",
             "vehicle_event",
             None,
-            details={"events": len(rows), "before": cutoff.isoformat()},
+            details={"events": n, "before": cutoff.isoformat()},
         )
-    return len(rows)
+    return n
 
 
 def housekeeping(

@@ -77,9 +77,15 @@ def test_snapshot_clip_blur_and_retention(
     assert client.get(f"{base}/999999/snapshot.jpg").status_code == 404
     # after the retention period the pictures go, the event stays
     with db.session() as s:
+        ev = s.get(SafetyEvent, eid)
+        assert ev is not None
+        shas = [ev.snapshot_sha256, ev.clip_sha256]
+        assert all(sha and files.exists(sha) for sha in shas)
+    with db.session() as s:
         later = datetime.now(UTC) + timedelta(days=settings.snapshot_retention_days + 1)
         n = service.purge_media(s, files, settings, later)
-        assert n == 2
+        assert n == 1  # one event lost its snapshot and its clip
+    assert not any(files.exists(sha) for sha in shas if sha)
     with db.session() as s:
         e = s.get(SafetyEvent, eid)
         assert e is not None and e.snapshot_sha256 is None and e.clip_sha256 is None
