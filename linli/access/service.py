@@ -1629,15 +1629,9 @@ def _camera_flow(
 ) -> dict[str, Any]:
     """People counted by the cameras' counting lines (safety domain), beside the gates:
     per line today, per hour today and per day — the flow where no gate stands."""
-    from linli.safety.models import Camera, LineCount
+    from linli.safety.service import line_counts_since
 
-    rows = s.execute(
-        select(
-            Camera.name, LineCount.line_id, LineCount.hour, LineCount.count_in, LineCount.count_out
-        )
-        .join(Camera, Camera.id == LineCount.camera_id)
-        .where(LineCount.community_id == community_id, LineCount.hour >= since)
-    ).all()
+    rows = line_counts_since(s, community_id, since)
     lines: dict[tuple[str, str], dict[str, int]] = {}
     hourly = [0] * 24
     daily = dict.fromkeys(days, 0)

@@ -377,6 +377,21 @@ def _hour(at: datetime) -> datetime:
     return _aware(at).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
+def line_counts_since(
+    s: Session, community_id: int, since: datetime
+) -> list[tuple[str, str, datetime, int, int]]:
+    """(camera name, line id, UTC hour, in, out) of the community's counting lines since
+    ``since`` — what the flow of people shows beside the gates."""
+    q = (
+        select(
+            Camera.name, LineCount.line_id, LineCount.hour, LineCount.count_in, LineCount.count_out
+        )
+        .join(Camera, Camera.id == LineCount.camera_id)
+        .where(LineCount.community_id == community_id, LineCount.hour >= since)
+    )
+    return [tuple(r) for r in s.execute(q).all()]  # type: ignore[misc]
+
+
 def count_crossing(
     s: Session, camera: Camera, line_id: str, direction: str, at: datetime, n: int = 1
 ) -> None:
