@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from typing import Any
 
 #: a QR photo is decoded at most this large (longer side, pixels): QR codes shown on a phone
 #: at a terminal camera are a few hundred pixels wide
@@ -50,10 +52,26 @@ def read_qr(image: bytes) -> str:
     img = decode_image(image, max_side=MAX_QR_SIDE, channel_order="rgb")
     grey = cv2.cvtColor(np.ascontiguousarray(img.rgb), cv2.COLOR_RGB2GRAY)
     detector = cv2.QRCodeDetector()
-    try:
-        text, _points, _straight = detector.detectAndDecode(grey)
-    except cv2.error as exc:
-        raise ImageError("qr_unreadable", "QR detector failed") from exc
-    if not text:
-        raise ImageError("qr_unreadable", "no QR code found")
-    return str(text)
+
+    def variants() -> Iterator[Any]:
+        # a phone screen seen by a terminal camera is small, tilted and soft: the code that
+        # fails as it is often reads once binarised or enlarged
+        yield grey
+        yield cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[1]
+        if max(grey.shape) <= MAX_QR_SIDE // 2:
+            big = cv2.resize(grey, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
+            yield big
+            yield cv2.threshold(big, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[1]
+
+    failed: cv2.error | None = None
+    for candidate in variants():
+        try:
+            text, _points, _straight = detector.detectAndDecode(candidate)
+        except cv2.error as exc:
+            failed = exc
+            continue
+        if text:
+            return str(text)
+    if failed is not None:
+        raise ImageError("qr_unreadable", "QR detector failed") from failed
+    raise ImageError("qr_unreadable", "no QR code found")
