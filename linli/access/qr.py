@@ -51,7 +51,11 @@ def read_qr(image: bytes) -> str:
 
     img = decode_image(image, max_side=MAX_QR_SIDE, channel_order="rgb")
     grey = cv2.cvtColor(np.ascontiguousarray(img.rgb), cv2.COLOR_RGB2GRAY)
-    detector = cv2.QRCodeDetector()
+    # the classic detector first; the ArUco-based one (OpenCV >= 4.8) finds the finder patterns
+    # differently and reads some tilted, soft codes the first one misses
+    detectors: list[Any] = [cv2.QRCodeDetector()]
+    if hasattr(cv2, "QRCodeDetectorAruco"):
+        detectors.append(cv2.QRCodeDetectorAruco())
 
     def variants() -> Iterator[Any]:
         # a phone screen seen by a terminal camera is small, tilted and soft: the code that
@@ -64,14 +68,15 @@ def read_qr(image: bytes) -> str:
             yield cv2.threshold(big, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[1]
 
     failed: cv2.error | None = None
-    for candidate in variants():
-        try:
-            text, _points, _straight = detector.detectAndDecode(candidate)
-        except cv2.error as exc:
-            failed = exc
-            continue
-        if text:
-            return str(text)
+    for detector in detectors:
+        for candidate in variants():
+            try:
+                text, _points, _straight = detector.detectAndDecode(candidate)
+            except cv2.error as exc:
+                failed = exc
+                continue
+            if text:
+                return str(text)
     if failed is not None:
         raise ImageError("qr_unreadable", "QR detector failed") from failed
     raise ImageError("qr_unreadable", "no QR code found")
