@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
+from linli.consultation.meta import parse_ids
 from linli.consultation.polis import PolisConversation, PolisImportError, load_polis_export
 
 if TYPE_CHECKING:
@@ -32,22 +33,10 @@ REASONS: dict[str, str] = {
 
 def _parse_ids(text: str) -> set[int]:
     """``"1-14,20"`` -> {1, ..., 14, 20}."""
-    out: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                lo, hi = part.split("-", 1)
-                if int(lo) > int(hi):
-                    raise ValueError(part)
-                out.update(range(int(lo), int(hi) + 1))
-            else:
-                out.add(int(part))
-        except ValueError:
-            raise typer.BadParameter(f"{REASONS['bad_id_list']}: {part!r}") from None
-    return out
+    try:
+        return parse_ids(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{REASONS['bad_id_list']}: {str(exc)!r}") from None
 
 
 def _fail(code: str, message: str) -> NoReturn:
@@ -62,14 +51,12 @@ def _load(directory: Path) -> PolisConversation:
         _fail(exc.code, exc.describe())
 
 
-def _compute(conv: PolisConversation, meta: str, groups: int | None) -> OpinionMap:
+def _compute(conv: PolisConversation, meta: set[int], groups: int | None) -> OpinionMap:
     from linli.consultation.opinion import OpinionInputError, OpinionParams, compute_opinion_map
 
     params = OpinionParams(force_k=groups)
     try:
-        return compute_opinion_map(
-            conv.vote_tuples(), conv.moderated_out, params, meta=_parse_ids(meta) | conv.meta_ids
-        )
+        return compute_opinion_map(conv.vote_tuples(), conv.moderated_out, params, meta=meta)
     except OpinionInputError as exc:
         _fail(exc.code, str(exc))
 
@@ -77,9 +64,15 @@ def _compute(conv: PolisConversation, meta: str, groups: int | None) -> OpinionM
 MetaOption = typer.Option(
     "",
     "--meta",
-    help="Ids of meta statements (e.g. demographic questions) to leave out of the clustering, "
-    "as Pol.is does with is_meta statements; the export does not say which they are. "
-    "Example: 1-14,20",
+    help="Ids of further meta statements (e.g. demographic questions) to leave out of the "
+    "clustering, as Pol.is does with is_meta statements. Example: 1-14,20",
+)
+AutoMetaOption = typer.Option(
+    True,
+    "--auto-meta/--no-auto-meta",
+    help="When comments.csv has no is-meta column, recognise statements that describe the "
+    "participant (age, gender, where they live…) and leave them out as meta. "
+    "See `meta-statements` for the list.",
 )
 GroupsOption = typer.Option(
     None, "--groups", min=1, max=20, help="Use this number of groups instead of choosing one."
@@ -90,6 +83,7 @@ GroupsOption = typer.Option(
 def opinion_groups(
     directory: Path = typer.Argument(..., help="A Pol.is export folder (comments.csv, votes.csv)."),
     meta: str = MetaOption,
+    auto_meta: bool = AutoMetaOption,
     groups: int | None = GroupsOption,
     full: bool = typer.Option(
         False,
@@ -101,14 +95,17 @@ def opinion_groups(
     """Opinion groups of a Pol.is export as JSON.
 
     Prints {"groups": k, "participants": {"<participant id>": group, ...}, "consensus":
-    [statement ids], "divisive": [statement ids], "provisional": [participant ids]}.
+    [statement ids], "divisive": [statement ids], "provisional": [participant ids],
+    "meta": [statement ids]}.
     Every voter has a group; "provisional" lists those who voted on fewer than
     min(7, number of statements) statements: they did not shape the groups and were given the
-    nearest one.
+    nearest one. "meta" lists the statements left out as meta (see `meta-statements`).
     """
     conv = _load(directory)
-    result = _compute(conv, meta, groups)
+    meta_ids = conv.meta_statements(auto=auto_meta, declared=_parse_ids(meta))
+    result = _compute(conv, meta_ids, groups)
     data = result.to_dict() if full else result.groups_summary()
+    data["meta"] = sorted(meta_ids)
     json.dump(data, sys.stdout, ensure_ascii=False, indent=indent)
     sys.stdout.write("\n")
 
@@ -119,6 +116,7 @@ def opinion_compare(
         ..., help="A Pol.is export folder with participants-votes.csv."
     ),
     meta: str = MetaOption,
+    auto_meta: bool = AutoMetaOption,
     groups: int | None = GroupsOption,
 ) -> None:
     """Compare Linli's opinion groups with the groups Pol.is assigned (adjusted Rand index).
@@ -131,7 +129,8 @@ def opinion_compare(
     theirs = conv.polis_groups()
     if not theirs:
         _fail("no_polis_groups", REASONS["no_polis_groups"])
-    result = _compute(conv, meta, groups)
+    meta_ids = conv.meta_statements(auto=auto_meta, declared=_parse_ids(meta))
+    result = _compute(conv, meta_ids, groups)
     compared = [p for p in theirs if p in result.participants]
     provisional = set(result.provisional)
     ari = adjusted_rand_score(
@@ -147,6 +146,35 @@ def opinion_compare(
         "compared_provisional": sum(1 for p in compared if p in provisional),
         "clustered_not_by_polis": sum(1 for p in result.clustered if p not in theirs),
         "silhouettes": {str(k): round(v, 4) for k, v in result.silhouettes.items()},
+        "meta": sorted(meta_ids),
     }
     json.dump(data, sys.stdout, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+@app.command("meta-statements")
+def meta_statements(
+    directory: Path = typer.Argument(..., help="A Pol.is export folder (comments.csv)."),
+    indent: int | None = typer.Option(None, "--indent", min=0, help="Indent the JSON."),
+) -> None:
+    """Which statements are meta, and why, as JSON.
+
+    Prints {"source": "export" | "detected", "meta": [{"id", "category", "matched", "text"},
+    ...]}: with "export", comments.csv has Pol.is's is-meta column and its flags are used as
+    they are; with "detected", the statements were recognised from their text as describing the
+    participant (category: age, gender, ethnicity, language, residence, education, occupation,
+    household, tenure, health or experience; matched: the words that decided it).
+    Statements moderated out are not listed.
+    """
+    conv = _load(directory)
+    if conv.has_meta_column:
+        texts = {c.comment_id: c.text for c in conv.comments}
+        items = [
+            {"id": cid, "category": None, "matched": None, "text": texts[cid]}
+            for cid in sorted(conv.meta_ids - conv.moderated_out)
+        ]
+        data: dict[str, object] = {"source": "export", "meta": items}
+    else:
+        data = {"source": "detected", "meta": [f.to_dict() for f in conv.detected_meta()]}
+    json.dump(data, sys.stdout, ensure_ascii=False, indent=indent)
     sys.stdout.write("\n")

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from linli.consultation.meta import MetaFinding, detect_meta
 
 # Machine code -> English text; the text is what a user sees (translated later through gettext).
 REASONS: dict[str, str] = {
@@ -111,6 +113,7 @@ class PolisComment:
     agrees: int | None = None
     disagrees: int | None = None
     is_meta: bool = False  # Pol.is "meta" statement (e.g. a demographic question)
+    is_seed: bool | None = None  # seeded by the moderator (``is-seed``); None: not in the export
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,8 @@ class PolisConversation:
     votes: list[PolisVote]
     participants: list[PolisParticipant] | None = None
     summary: dict[str, str] = field(default_factory=dict)
+    #: the export says which statements are meta (an ``is-meta`` column in comments.csv)
+    has_meta_column: bool = False
 
     @property
     def moderated_out(self) -> set[int]:
@@ -146,6 +151,21 @@ class PolisConversation:
     def meta_ids(self) -> set[int]:
         """Meta statements, when the export says which they are (an ``is-meta`` column)."""
         return {c.comment_id for c in self.comments if c.is_meta}
+
+    def detected_meta(self) -> list[MetaFinding]:
+        """Statements that describe the participant, recognised from their text — only when
+        the export does not say which statements are meta (no ``is-meta`` column), and only
+        among statements not moderated out (those are left out anyway)."""
+        if self.has_meta_column:
+            return []
+        out = {c.comment_id for c in self.comments if c.moderated < 0}
+        return [f for f in detect_meta(self.comments) if f.comment_id not in out]
+
+    def meta_statements(self, *, auto: bool = True, declared: Iterable[int] = ()) -> set[int]:
+        """Meta statements to leave out of the math: the export's ``is-meta`` flags, those
+        recognised from their text (``auto``, when the export has no flags) and ``declared``."""
+        found = {f.comment_id for f in self.detected_meta()} if auto else set()
+        return self.meta_ids | found | set(declared)
 
     @property
     def comment_ids(self) -> list[int]:
@@ -266,7 +286,22 @@ def _req_int(value: str, *, path: Path, line: int, column: str) -> int:
 # the four files
 
 
+def _flag(f: list[str], index: int | None, *, path: Path, line: int, name: str) -> bool | None:
+    """A true/false column; ``None`` when the export has no such column."""
+    if index is None:
+        return None
+    flag = f[index].strip().lower()
+    if flag not in _BOOLEANS:
+        raise PolisImportError("bad_boolean", path=path, line=line, detail=f"{name} = {f[index]!r}")
+    return _BOOLEANS[flag]
+
+
 def read_comments(path: Path) -> list[PolisComment]:
+    return _read_comments(path)[0]
+
+
+def _read_comments(path: Path) -> tuple[list[PolisComment], bool]:
+    """The comments and whether the file has Pol.is's ``is-meta`` column."""
     header, records = _rows(path, rest_column="comment-body")
     col = _columns(header, _COMMENT_COLUMNS, path)
     comments: list[PolisComment] = []
@@ -292,15 +327,10 @@ def read_comments(path: Path) -> list[PolisComment]:
                 return None
             return _int(_f[col[name]], path=path, line=_line, column=name, optional=True)
 
-        is_meta = False
         meta_col = col.get("is-meta", col.get("is_meta"))
-        if meta_col is not None:
-            flag = f[meta_col].strip().lower()
-            if flag not in _BOOLEANS:
-                raise PolisImportError(
-                    "bad_boolean", path=path, line=line, detail=f"is-meta = {f[meta_col]!r}"
-                )
-            is_meta = _BOOLEANS[flag]
+        seed_col = col.get("is-seed", col.get("is_seed"))
+        is_meta = bool(_flag(f, meta_col, path=path, line=line, name="is-meta"))
+        is_seed = _flag(f, seed_col, path=path, line=line, name="is-seed")
         comments.append(
             PolisComment(
                 comment_id=cid,
@@ -311,9 +341,10 @@ def read_comments(path: Path) -> list[PolisComment]:
                 agrees=opt("agrees"),
                 disagrees=opt("disagrees"),
                 is_meta=is_meta,
+                is_seed=is_seed,
             )
         )
-    return comments
+    return comments, "is-meta" in col or "is_meta" in col
 
 
 def read_votes(path: Path, known_comments: set[int] | None = None) -> list[PolisVote]:
@@ -412,7 +443,7 @@ def load_polis_export(
     folder = Path(directory)
     if not folder.is_dir():
         raise PolisImportError("not_a_directory", path=folder, detail=str(folder))
-    comments = read_comments(folder / COMMENTS_FILE)
+    comments, has_meta = _read_comments(folder / COMMENTS_FILE)
     known = {c.comment_id for c in comments} if check_comment_ids else None
     votes = read_votes(folder / VOTES_FILE, known)
     participants = None
@@ -420,5 +451,10 @@ def load_polis_export(
         participants = read_participants(folder / PARTICIPANTS_FILE)
     summary = read_summary(folder / SUMMARY_FILE) if (folder / SUMMARY_FILE).is_file() else {}
     return PolisConversation(
-        path=folder, comments=comments, votes=votes, participants=participants, summary=summary
+        path=folder,
+        comments=comments,
+        votes=votes,
+        participants=participants,
+        summary=summary,
+        has_meta_column=has_meta,
     )
