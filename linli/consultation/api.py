@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Depends, Request, UploadFile
+from fastapi import Depends, Form, Request, UploadFile
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
@@ -264,13 +264,20 @@ async def polis_import(
     topic_id: int,
     comments: UploadFile,
     votes: UploadFile,
+    auto_meta: bool = Form(True),
+    meta: str = Form(""),
     s: Session = Depends(get_session),
     ctx: Ctx = MANAGE,
-) -> dict[str, int]:
-    """Import a Pol.is export: ``comments`` (comments.csv) and ``votes`` (votes.csv)."""
+) -> dict[str, Any]:
+    """Import a Pol.is export: ``comments`` (comments.csv) and ``votes`` (votes.csv).
+
+    Meta statements (they describe the participant; left out of the opinion map as Pol.is
+    does): those comments.csv marks with an ``is-meta`` column; without that column, those
+    recognised from their text unless ``auto_meta`` is false; plus the ids in ``meta``
+    ("1-14,20"). The answer lists them in ``meta_statements``."""
     c = await _read_upload(comments, "comments")
     v = await _read_upload(votes, "votes")
-    out = service.import_polis(s, ctx, topic_id, c, v)
+    out = service.import_polis(s, ctx, topic_id, c, v, auto_meta=auto_meta, meta=meta)
     s.commit()
     return out
 

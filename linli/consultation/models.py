@@ -158,6 +158,9 @@ class CommentReport(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+STATEMENT_META = -2  # Statement.moderated of a meta statement
+
+
 class Statement(Base):
     """A short statement of a topic's opinion map; residents vote agree / disagree / pass."""
 
@@ -169,7 +172,9 @@ class Statement(Base):
     )
     text: Mapped[str] = mapped_column(Text)
     author_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    #: 1 accepted, 0 not yet moderated, -1 moderated out (Pol.is convention)
+    #: 1 accepted, 0 not yet moderated, -1 moderated out (Pol.is convention); -2 (STATEMENT_META)
+    #: meta: it describes the participant (Pol.is ``is_meta``, e.g. "I am 30-39 years old") and,
+    #: like -1, is left out of the opinion map
     moderated: Mapped[int] = mapped_column(Integer, default=1)
     #: comment id in an imported Pol.is conversation
     external_id: Mapped[str | None] = mapped_column(String(40))

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from linli.consultation import service
-from linli.consultation.models import DEMAND_STATUSES, POLL_KINDS, POLL_UNITS
+from linli.consultation.models import DEMAND_STATUSES, POLL_KINDS, POLL_UNITS, STATEMENT_META
 from linli.consultation.schemas import (
     ActionIn,
     ActionUpdateIn,
@@ -329,6 +329,7 @@ def topic_page(
 ) -> Response:
     t = service.get_topic(s, ctx, topic_id)
     comments = [service.comment_view(s, ctx, c) for c in service.list_comments(s, ctx, t.id)]
+    statements = service.list_statements(s, ctx, t.id)
     return _page(
         request,
         s,
@@ -342,7 +343,12 @@ def topic_page(
         else [],
         meetings=service.list_meetings(s, ctx, t.id),
         comments=comments,
-        statements=[x for x in service.list_statements(s, ctx, t.id) if x.moderated >= 0],
+        statements=[x for x in statements if x.moderated >= 0],
+        # statements left out of the map (moderated out, or meta), for staff to restore
+        left_out=[x for x in statements if x.moderated < 0]
+        if ctx.can(Perm.CONSULTATION_MANAGE)
+        else [],
+        meta_value=STATEMENT_META,
         my_votes=service.my_statement_votes(s, ctx, t.id),
         opinion=service.opinion_map(s, ctx, t.id),
         polls=service.list_polls(s, ctx, t.id),
@@ -520,10 +526,14 @@ async def topic_statement_moderate(
     s: Session = Depends(get_session),
     ctx: Ctx = MANAGE,
 ) -> Response:
+    raw = await request.form()
+    value = _g(raw, "moderated")
+    # -1 moderate out (the default), -2 meta (describes the participant), 1 restore
+    moderated = int(value) if value in ("1", "-1", str(STATEMENT_META)) else -1
     return _act(
         request,
         s,
-        lambda: service.moderate_statement(s, ctx, topic_id, statement_id, -1),
+        lambda: service.moderate_statement(s, ctx, topic_id, statement_id, moderated),
         _topic_back(ctx, topic_id, "opinion"),
         N_("Saved."),
     )
@@ -534,20 +544,40 @@ async def topic_polis(
     request: Request, topic_id: int, s: Session = Depends(get_session), ctx: Ctx = MANAGE
 ) -> Response:
     raw = await request.form()
+    back = _topic_back(ctx, topic_id, "opinion")
     files: dict[str, bytes] = {}
     for name in ("comments", "votes"):
         up = raw.get(name)
         if up is None or isinstance(up, str) or not up.filename:
             flash(request, i18n.gettext("Choose comments.csv and votes.csv."), "error")
-            return RedirectResponse(_topic_back(ctx, topic_id, "opinion"), status_code=303)
+            return RedirectResponse(back, status_code=303)
         files[name] = await up.read(service.MAX_POLIS_BYTES + 1)
-    return _act(
-        request,
-        s,
-        lambda: service.import_polis(s, ctx, topic_id, files["comments"], files["votes"]),
-        _topic_back(ctx, topic_id, "opinion"),
-        N_("The Pol.is conversation has been imported."),
-    )
+    try:
+        out = service.import_polis(
+            s,
+            ctx,
+            topic_id,
+            files["comments"],
+            files["votes"],
+            auto_meta=_g(raw, "auto_meta") == "on",
+            meta=_g(raw, "meta"),
+        )
+    except (ValidationError, AppError) as exc:
+        s.rollback()
+        flash(request, _error_text(exc), "error")
+        return RedirectResponse(back, status_code=303)
+    s.commit()
+    message = i18n.gettext("The Pol.is conversation has been imported.")
+    if out["meta"]:
+        message += " " + i18n.ngettext(
+            "%(num)s statement describes the participant and was left out of the map as meta; "
+            "it is listed under “Left out of the map”, where it can be restored.",
+            "%(num)s statements describe the participant and were left out of the map as "
+            "meta; they are listed under “Left out of the map”, where they can be restored.",
+            out["meta"],
+        )
+    flash(request, message)
+    return RedirectResponse(back, status_code=303)
 
 
 # -- polls ------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from linli.consultation import tally
 from linli.consultation.models import (
+    STATEMENT_META,
     ActionFollow,
     ActionItem,
     ActionUpdate,
@@ -723,7 +724,7 @@ def moderate_statement(
     st = s.get(Statement, statement_id)
     if st is None or st.topic_id != topic_id:
         raise NotFound("Statement not found.", code="statement_not_found")
-    st.moderated = 1 if moderated >= 0 else -1
+    st.moderated = 1 if moderated >= 0 else (STATEMENT_META if moderated == STATEMENT_META else -1)
     s.flush()
     audit.record(
         s,
@@ -843,18 +844,40 @@ MAX_POLIS_BYTES = 20 * 1024 * 1024
 
 
 def import_polis(
-    s: Session, ctx: Ctx, topic_id: int, comments_csv: bytes, votes_csv: bytes
-) -> dict[str, int]:
+    s: Session,
+    ctx: Ctx,
+    topic_id: int,
+    comments_csv: bytes,
+    votes_csv: bytes,
+    *,
+    auto_meta: bool = True,
+    meta: str = "",
+) -> dict[str, Any]:
     """Import a Pol.is conversation (comments.csv + votes.csv) into a topic's opinion map.
 
+    Meta statements — those comments.csv marks (``is-meta``), or, when it has no such column
+    and ``auto_meta``, those recognised from their text as describing the participant
+    (:mod:`linli.consultation.meta`), plus the ids listed in ``meta`` ("1-14,20") — are stored
+    as meta (``moderated`` = -2): left out of the opinion map as Pol.is does, listed for staff
+    on the topic page, where they can be restored. The result lists them.
     Everything is read and checked before anything is written: a malformed file saves nothing.
     """
+    from linli.consultation.meta import parse_ids
     from linli.consultation.polis import PolisImportError, load_polis_export
 
     ctx.require(Perm.CONSULTATION_MANAGE)
     t = get_topic(s, ctx, topic_id)
     if len(comments_csv) > MAX_POLIS_BYTES or len(votes_csv) > MAX_POLIS_BYTES:
         raise ValidationFailed("The file is too large.", code="too_large")
+    try:
+        declared = parse_ids(meta)
+    except ValueError as exc:
+        raise ValidationFailed(
+            "Statement ids must be whole numbers or ranges, e.g. 1-14,20: %(part)s",
+            code="bad_id_list",
+            field="meta",
+            params={"part": str(exc)},
+        ) from None
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "comments.csv").write_bytes(comments_csv)
         (Path(tmp) / "votes.csv").write_bytes(votes_csv)
@@ -869,19 +892,50 @@ def import_polis(
             ) from None
     if any(len(c.text) > 5000 for c in conv.comments):
         raise ValidationFailed("A comment is too long (5000 characters at most).")
+    unknown = declared - set(conv.comment_ids)
+    if unknown:
+        raise ValidationFailed(
+            "These statement ids are not in comments.csv: %(ids)s",
+            code="unknown_statement",
+            field="meta",
+            params={"ids": ", ".join(map(str, sorted(unknown)))},
+        )
+    findings = {f.comment_id: f for f in conv.detected_meta()} if auto_meta else {}
+    meta_ids = conv.meta_statements(auto=auto_meta, declared=declared)
     ids: dict[int, int] = {}
+    listed: list[dict[str, Any]] = []
     for c in conv.comments:
+        if c.moderated < 0:
+            moderated = -1
+        elif c.comment_id in meta_ids:
+            # Pol.is leaves meta statements out of its math exactly as moderated-out ones (its
+            # mod-update puts them in mod-out): zeroed in the math and in no list
+            moderated = STATEMENT_META
+        else:
+            moderated = c.moderated if c.moderated else 1
         st = Statement(
             topic_id=t.id,
             text=c.text.strip() or "—",
-            # Pol.is treats meta statements (is-meta column) exactly as moderated out: its
-            # mod-update puts them in mod-out, zeroed in the math and in no list
-            moderated=-1 if c.is_meta else (c.moderated if c.moderated else 1),
+            moderated=moderated,
             external_id=f"polis:{c.comment_id}",
         )
         s.add(st)
         s.flush()
         ids[c.comment_id] = st.id
+        if moderated == STATEMENT_META:
+            finding = findings.get(c.comment_id)
+            listed.append(
+                {
+                    "statement_id": st.id,
+                    "polis_id": c.comment_id,
+                    "text": st.text,
+                    # why: the export's is-meta flag, the ids given, or the detected category
+                    "source": "export"
+                    if c.is_meta
+                    else ("declared" if c.comment_id in declared else "detected"),
+                    "category": finding.category if finding else None,
+                }
+            )
     latest: dict[tuple[int, int], tuple[int, int | None]] = {}
     for v in conv.votes:  # only the latest vote per voter and comment counts
         key = (v.participant_id, v.comment_id)
@@ -900,9 +954,20 @@ def import_polis(
         "topic",
         t.id,
         community_id=ctx.community_id,
-        details={"comments": len(ids), "votes": len(latest), "meta": len(conv.meta_ids)},
+        details={
+            "comments": len(ids),
+            "votes": len(latest),
+            "meta": len(listed),
+            "meta_polis_ids": [m["polis_id"] for m in listed],
+            "auto_meta": auto_meta,
+        },
     )
-    return {"statements": len(ids), "votes": len(latest), "meta": len(conv.meta_ids)}
+    return {
+        "statements": len(ids),
+        "votes": len(latest),
+        "meta": len(listed),
+        "meta_statements": listed,
+    }
 
 
 # -- polls ------------------------------------------------------------------------------------

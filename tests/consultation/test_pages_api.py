@@ -242,7 +242,7 @@ def test_polis_import_and_malformed_files(client, world) -> None:  # type: ignor
         headers={"x-csrf-token": staff},
     )
     assert r.status_code == 200, r.text
-    assert r.json() == {"statements": 3, "votes": 12, "meta": 0}
+    assert r.json() == {"statements": 3, "votes": 12, "meta": 0, "meta_statements": []}
     m = client.get(f"{_api(world)}/topics/{tid}/opinion-map").json()
     assert m["participants"] == 6
     page = client.get(f"/c/{world.a}/consultation/topics/{tid}")
@@ -359,3 +359,64 @@ def test_the_inbox_is_in_the_users_language(client, db, world) -> None:  # type:
     assert "您关注的落实事项有新进展。" in page
     assert "1 条未读" in page
     assert 'class="bell-count">1<' in client.get("/notifications/bell").text
+
+
+def test_polis_import_page_lists_meta_statements_and_staff_restore_them(client, world) -> None:  # type: ignore[no-untyped-def]
+    staff = login(client, "staff")
+    tid = client.post(
+        f"{_api(world)}/topics", json={"title": "加装电梯"}, headers={"x-csrf-token": staff}
+    ).json()["id"]
+    comments = (
+        "timestamp,datetime,comment-id,author-id,agrees,disagrees,moderated,comment-body\n"
+        "1,x,0,0,0,0,1,我住在3号楼\n"
+        "1,x,1,0,0,0,1,我支持加装电梯\n"
+        "1,x,2,3,0,0,1,电梯费用应该按楼层分摊\n"
+    )
+    votes = "timestamp,datetime,comment-id,voter-id,vote\n" + "".join(
+        f"{i},x,{c},{p},{1 if (p + c) % 2 else -1}\n"
+        for i, (p, c) in enumerate((p, c) for p in range(6) for c in range(3))
+    )
+    base = f"/c/{world.a}/consultation/topics/{tid}"
+    page = client.get(base)
+    assert 'name="auto_meta" checked' in page.text and 'name="meta"' in page.text
+    r = client.post(
+        f"{base}/polis",
+        data={"csrf_token": staff, "auto_meta": "on", "meta": ""},
+        files={"comments": ("comments.csv", comments), "votes": ("votes.csv", votes)},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    page = client.get(base)
+    # the flash, in the user's language
+    assert any(t in page.text for t in ("1 statement describes the participant", "1 条观点描述"))
+    left_out = page.text.split('id="left-out"', 1)[1].split("</details>", 1)[0]
+    assert "我住在3号楼" in left_out and "我支持加装电梯" not in left_out
+    sid = int(left_out.split("/statements/", 1)[1].split("/", 1)[0])
+    r = client.post(
+        f"{base}/statements/{sid}/moderate",
+        data={"csrf_token": staff, "moderated": "1"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    page = client.get(base)
+    assert 'id="left-out"' not in page.text  # restored: it counts again
+    # staff can mark a statement as meta by hand; the API can turn detection off
+    client.post(f"{base}/statements/{sid}/moderate", data={"csrf_token": staff, "moderated": "-2"})
+    assert "我住在3号楼" in client.get(base).text.split('id="left-out"', 1)[1]
+    r = client.post(
+        f"{_api(world)}/topics/{tid}/polis-import",
+        files={"comments": ("comments.csv", comments), "votes": ("votes.csv", votes)},
+        data={"auto_meta": "false"},
+        headers={"x-csrf-token": staff},
+    )
+    assert r.status_code == 200 and r.json()["meta"] == 0
+    r = client.post(
+        f"{_api(world)}/topics/{tid}/polis-import",
+        files={"comments": ("comments.csv", comments), "votes": ("votes.csv", votes)},
+        data={"meta": "2"},
+        headers={"x-csrf-token": staff},
+    )
+    assert [(m["polis_id"], m["source"]) for m in r.json()["meta_statements"]] == [
+        (0, "detected"),
+        (2, "declared"),
+    ]

@@ -405,7 +405,7 @@ def test_demo_seed(db) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_polis_import_treats_meta_statements_as_polis_does(db, world) -> None:  # type: ignore[no-untyped-def]
-    from linli.consultation.models import Statement
+    from linli.consultation.models import STATEMENT_META, Statement
 
     comments = (
         "timestamp,datetime,comment-id,author-id,agrees,disagrees,moderated,comment-body,is-meta\n"
@@ -421,15 +421,91 @@ def test_polis_import_treats_meta_statements_as_polis_does(db, world) -> None:  
         sc = _ctx(s, world, "staff")
         t = service.create_topic(s, sc, TopicIn(title="导入"))
         out = service.import_polis(s, sc, t.id, comments.encode(), votes.encode())
-        assert out == {"statements": 3, "votes": 18, "meta": 1}
+        assert (out["statements"], out["votes"], out["meta"]) == (3, 18, 1)
+        assert [(m["polis_id"], m["source"]) for m in out["meta_statements"]] == [(0, "export")]
         mods = {
             st.external_id: st.moderated
             for st in s.scalars(select(Statement).where(Statement.topic_id == t.id))
         }
         # meta statements are left out of the math (Pol.is mod-out), the others are accepted
-        assert mods == {"polis:0": -1, "polis:1": 1, "polis:2": 1}
+        assert mods == {"polis:0": STATEMENT_META, "polis:1": 1, "polis:2": 1}
         m = service.opinion_map(s, sc, t.id)
         assert m["participants"] == 6
         bad = comments.replace("years old,true", "years old,perhaps")
         with pytest.raises(ValidationFailed):
             service.import_polis(s, sc, t.id, bad.encode(), votes.encode())
+
+
+def test_polis_import_recognises_meta_statements_without_an_is_meta_column(db, world) -> None:  # type: ignore[no-untyped-def]
+    from linli.consultation.models import STATEMENT_META, Statement
+
+    comments = (
+        "timestamp,datetime,comment-id,author-id,agrees,disagrees,moderated,comment-body\n"
+        "1,x,0,0,0,0,1,我今年65岁\n"  # the moderator's questionnaire
+        "1,x,1,0,0,0,1,我是租户\n"
+        "1,x,2,0,0,0,1,I have used the shared bikes\n"
+        "1,x,3,4,0,0,1,我觉得应该增加停车位\n"  # opinions
+        "1,x,4,5,0,0,1,I am in favour of more benches\n"
+        "1,x,5,5,0,0,-1,I am 40 years old\n"  # moderated out stays moderated out
+    )
+    votes = "timestamp,datetime,comment-id,voter-id,vote\n" + "".join(
+        f"{i},x,{c},{p},{1 if (p + c) % 2 else -1}\n"
+        for i, (p, c) in enumerate((p, c) for p in range(8) for c in range(6))
+    )
+
+    def imported(**options: object) -> tuple[dict[str, object], dict[str, int]]:
+        with db.session() as s:
+            sc = _ctx(s, world, "staff")
+            t = service.create_topic(s, sc, TopicIn(title="导入"))
+            out = service.import_polis(s, sc, t.id, comments.encode(), votes.encode(), **options)  # type: ignore[arg-type]
+            mods = {
+                st.external_id or "": st.moderated
+                for st in s.scalars(select(Statement).where(Statement.topic_id == t.id))
+            }
+            m = service.opinion_map(s, sc, t.id)
+            assert m["participants"] == 8
+            s.commit()
+            return out, mods
+
+    out, mods = imported()
+    assert out["meta"] == 3
+    assert [(m["polis_id"], m["category"], m["source"]) for m in out["meta_statements"]] == [  # type: ignore[attr-defined]
+        (0, "age", "detected"),
+        (1, "tenure", "detected"),
+        (2, "experience", "detected"),
+    ]
+    assert mods == {
+        "polis:0": STATEMENT_META,
+        "polis:1": STATEMENT_META,
+        "polis:2": STATEMENT_META,
+        "polis:3": 1,
+        "polis:4": 1,
+        "polis:5": -1,
+    }
+    # staff override: no detection, or their own list
+    out, mods = imported(auto_meta=False)
+    assert out["meta"] == 0 and mods["polis:0"] == 1
+    out, mods = imported(auto_meta=False, meta="3-4")
+    assert [m["source"] for m in out["meta_statements"]] == ["declared", "declared"]  # type: ignore[attr-defined]
+    assert (mods["polis:0"], mods["polis:3"], mods["polis:4"]) == (
+        1,
+        STATEMENT_META,
+        STATEMENT_META,
+    )
+    with pytest.raises(ValidationFailed) as info:
+        imported(meta="1-x")
+    assert info.value.code == "bad_id_list"
+    with pytest.raises(ValidationFailed) as info:
+        imported(meta="99")
+    assert info.value.code == "unknown_statement"
+    # a meta statement can be restored, and a statement marked meta by hand
+    with db.session() as s:
+        sc = _ctx(s, world, "staff")
+        st = s.scalars(select(Statement).where(Statement.external_id == "polis:0")).first()
+        assert st is not None
+        assert service.moderate_statement(s, sc, st.topic_id, st.id, 1).moderated == 1
+        assert (
+            service.moderate_statement(s, sc, st.topic_id, st.id, STATEMENT_META).moderated
+            == STATEMENT_META
+        )
+        assert service.moderate_statement(s, sc, st.topic_id, st.id, -7).moderated == -1
