@@ -6,7 +6,10 @@ Run on one core:
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 taskset -c 0 .venv/bin/python bench/bench_opinion.py
 
 Options: --participants N --statements M --density D (share of statements each person votes
-on) --groups K --repeat R.
+on) --groups K --repeat R. Before that, every Pol.is conversation folder under --polis DIR
+(default ../shared/data/polis when it exists; --no-polis skips them) is timed too: reading the
+export, recognising its meta statements (statements that describe the participant) and the
+opinion map, with the meta statements found and the ARI against Pol.is's groups.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -48,6 +52,40 @@ def planted_votes(
     return votes, group
 
 
+DEFAULT_POLIS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "polis"
+
+
+def polis_conversations(root: Path, repeat: int) -> None:
+    """Per conversation: meta statements found and the time of each step (best of ``repeat``)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from linli.consultation.opinion import compute_opinion_map
+    from linli.consultation.polis import load_polis_export
+
+    for directory in sorted(p for p in root.iterdir() if (p / "votes.csv").is_file()):
+        load_s, meta_s, map_s = [], [], []
+        for _ in range(repeat):
+            t0 = time.process_time()
+            conv = load_polis_export(directory)
+            t1 = time.process_time()
+            meta = conv.meta_statements()
+            t2 = time.process_time()
+            result = compute_opinion_map(conv.vote_tuples(), conv.moderated_out, meta=meta)
+            t3 = time.process_time()
+            load_s.append(t1 - t0)
+            meta_s.append(t2 - t1)
+            map_s.append(t3 - t2)
+        theirs = conv.polis_groups()
+        ids = [p for p in theirs if p in result.participants]
+        ari = adjusted_rand_score([theirs[p] for p in ids], [result.participants[p] for p in ids])
+        print(
+            f"{directory.name}: {len(conv.comments)} statements, {len(meta)} meta "
+            f"({sorted(meta)}), {len(conv.votes)} votes; cpu ms read {min(load_s) * 1000:.0f}, "
+            f"meta {min(meta_s) * 1000:.1f}, map {min(map_s) * 1000:.0f}; "
+            f"k={result.k} (Pol.is {len(set(theirs.values()))}), ARI {ari:.3f}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--participants", type=int, default=2000)
@@ -55,7 +93,19 @@ def main() -> None:
     ap.add_argument("--density", type=float, default=0.5)
     ap.add_argument("--groups", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument(
+        "--polis",
+        type=Path,
+        default=DEFAULT_POLIS if DEFAULT_POLIS.is_dir() else None,
+        help="folder of Pol.is conversations to time as well (default: ../shared/data/polis)",
+    )
+    ap.add_argument("--no-polis", action="store_true", help="time the synthetic map only")
     args = ap.parse_args()
+    if args.polis is not None and not args.no_polis:
+        if args.polis.is_dir():
+            polis_conversations(args.polis, args.repeat)
+        else:
+            print(f"no Pol.is conversations at {args.polis}: skipped")
 
     from sklearn.metrics import adjusted_rand_score
 

@@ -12,9 +12,9 @@ A statement is taken as meta when all of these hold:
 
 1. it speaks about the participant: it starts with "I" / "My" (我 / 本人 / 我的 …), or asks
    the participant about themselves ("Are you …?", "你是…吗？");
-2. it is short (at most 25 words, or 40 characters of Chinese) and says nothing evaluative: no
-   verb of opinion, wish or feeling ("think", "support", "should", "in favour", "worried",
-   觉得, 支持, 应该, 担心 …) and no reasoning ("because", 因为);
+2. it is one short sentence (at most 25 words, or 40 Chinese characters) and says nothing
+   evaluative: no word of opinion, wish or feeling ("think", "support", "should", "in favour",
+   "worried", "too", 觉得, 支持, 应该, 担心, 太 …) and no reasoning ("because", 因为);
 3. what it says about the participant is one of the attributes of a demographic questionnaire:
    age, gender, ethnicity or religion, language, where they live or come from, education,
    occupation or role, household and income, home or property ownership, disability — or their
