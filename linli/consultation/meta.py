@@ -96,40 +96,43 @@ _EN_OPINION = re.compile(
     r"worse|best|worst|unfair|fair|wrong|important|proud|ashamed|scared|confident|"
     r"optimistic|pessimistic|s[ck]eptic\w*|critic\w*|fan of|advocat\w*|enjoy\w*|appreciat\w*|"
     r"welcome|reject\w*|accept\w*|demand\w*|insist\w*|because|so that|therefore|"
-    r"understand\w*|know|knows|explain|can't wait|mind|too|very|problem\w*)\b"
+    r"understand\w*|know|knows|explain|can't wait|mind|too|very|problem\w*|see|saw|seen|"
+    r"notice\w*|hear|heard|watch\w*|read)\b"
 )
+# "I am …" / "I'm …", optionally with "a", "an", "now", "either" or one more word in between
+_I_AM = r"^i('m| am)( a| an| now| either| aged| currently)?( \w+)?"
 _EN_CATEGORIES: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "age",
         re.compile(
-            r"\b\d{1,3} ?(years?|yrs?)( of age| old)\b|\byears old\b|\b(my age|age group|aged)\b|"
-            r"\b(under|over|above|below|between|older than|younger than) (the age of )?\d{1,3}\b"
-            r"(?! ?(%|percent|per cent|dollars|hours|minutes|days|km|miles|seats|mps|times))|"
-            r"\b(teenager|in my (teens|twenties|thirties|forties|fifties|sixties|seventies|"
-            r"eighties|\d0s))\b"
+            r"\b\d{1,3} ?(years?|yrs?)( of age| old)\b|\byears old\b|\b(my age|age group)\b|"
+            r"^(i('m| am)|are you)( either| aged| now)? (under|over|above|below|between|"
+            r"older than|younger than|aged)? ?\d{1,3}\b|"
+            r"^i('m| am) (a )?(teenager|in my (teens|twenties|thirties|forties|fifties|sixties|"
+            r"seventies|eighties|\d0s))\b"
         ),
     ),
     (
         "gender",
         re.compile(
-            r"\b(male|female|a man|a woman|a boy|a girl|non-?binary|gender\w*|transgender|"
-            r"trans|identify as)\b"
+            r"^i('m| am) (a )?(male|female|man|woman|boy|girl|non-?binary|trans\w*)\b|"
+            r"\bidentify as\b|\bmy (gender|sex)\b|\bnon-?binary\b|\btransgender\b"
         ),
     ),
     (
         "ethnicity",
         re.compile(
-            r"\b(ethnicity|ethnic|race|racial|white|black|asian|hispanic|latin[oax]|indigenous|"
-            r"aboriginal|first nations|m[aā]ori|p[aā]keh[aā]|arab|caucasian|african|caribbean|"
-            r"heritage|descent|religion|religious|muslim|christian|jewish|hindu|buddhist|sikh|"
-            r"atheist)\b"
+            r"\b(ethnicity|ethnic (group|background|minority|origin)|race|racial|heritage|"
+            r"descent|religion)\b|" + _I_AM + r" ?(white|black|asian|hispanic|latin[oax]|"
+            r"indigenous|aboriginal|first nations|m[aā]ori|p[aā]keh[aā]|arab|caucasian|african|"
+            r"caribbean|muslim|christian|jewish|hindu|buddhist|sikh|atheist)\b"
         ),
     ),
     (
         "language",
         re.compile(
             r"\b(first|native|home|main|second) language\b|\bmother tongue\b|"
-            r"\b(speak|speaks|spoke) (\w+ )?(\w+ )?(language|languages|english|french|spanish|"
+            r"^i (can )?(speak|spoke) (\w+ )?(\w+ )?(language|languages|english|french|spanish|"
             r"german|chinese|mandarin|cantonese|arabic|hindi|maori|te reo|welsh|gaelic)\b|"
             r"\bbilingual\b"
         ),
@@ -138,50 +141,59 @@ _EN_CATEGORIES: tuple[tuple[str, re.Pattern[str]], ...] = (
         "residence",
         re.compile(
             r"^i (live|lived|have lived|'ve lived|reside|grew up|was born|am from|come from)\b|"
-            r"^i'm from\b|\b(born in|resident of|a resident|citizen\w*|nationality|immigrant|"
-            r"migrant|refugee|eligible to vote|(urban|rural|suburban) area|my (home ?town|"
-            r"neighbou?rhood|postcode|zip code|suburb|district|borough|county|region))\b"
+            r"^i'm from\b|\b(born in|resident of|citizen\w*|nationality|immigrant|migrant|"
+            r"refugee|eligible to vote|(urban|rural|suburban) area)\b|" + _I_AM + r" ?resident\b|"
+            r"^my (home ?town|neighbou?rhood|postcode|zip code|suburb|district|borough|county|"
+            r"region|address) is\b"
         ),
     ),
     (
         "education",
         re.compile(
-            r"\b(qualification\w*|degree|diploma|graduat\w*|undergraduate|postgraduate|phd|"
-            r"student|pupil|secondary school|high school|college|university|my education|"
-            r"apprentice\w*)\b"
+            r"\b(qualification\w*|diploma|graduated|phd|(a|my|university|bachelor'?s?|"
+            r"master'?s?) degree|my education)\b|"
+            + _I_AM
+            + r" ?(student|pupil|graduate|undergraduate|postgraduate|apprentice)\b|"
+            r"^i (study|studied|go to|went to|attend\w*|left) (a |the )?(\w+ )?(school|college|"
+            r"university)\b"
         ),
     ),
     (
         "occupation",
         re.compile(
-            r"\b(employed|unemployed|self-employed|retired|pensioner|my job|occupation|"
-            r"profession|i work|i worked|work as|working as|work in|work for|work at|full-time|"
-            r"part-time|freelance\w*|own (a|my own|my) business|business owner|driver|teacher|"
-            r"nurse|doctor|farmer|police officer|civil servant|shop ?keeper|employee|employer|"
-            r"volunteer|carer|caregiver|homemaker|stay-at-home)\b"
+            r"\b(employed|unemployed|self-employed|retired|pensioner|my job|my occupation|"
+            r"my profession|full-time|part-time|freelance\w*|own (a|my own|my) business|"
+            r"business owner)\b|^i (work|worked)\b|"
+            + _I_AM
+            + r" ?(driver|teacher|nurse|doctor|farmer|police officer|officer|civil servant|"
+            r"shop ?keeper|employee|employer|volunteer|carer|caregiver|homemaker|worker|"
+            r"engineer|lawyer|manager|cleaner|guard)s?\b"
         ),
     ),
     (
         "household",
         re.compile(
-            r"\b(household\w*|income|earn|earns|salary|wages?|children|a child|kids|"
-            r"married|divorced|widow\w*|a parent|a mother|a father|grandparent|live alone|"
-            r"living alone|working class|middle class|upper class|lower class)\b"
+            r"\b(household\w*|income|salary|wages?|married|divorced|widow\w*|live alone|"
+            r"living alone|working class|middle class|upper class|lower class)\b|^i earn\b|"
+            r"^i have (\w+ )?(children|child|kids|grandchildren|dependants)\b|"
+            r"\bmy (children|child|kids|son|daughter|partner|husband|wife|spouse)\b|"
+            + _I_AM
+            + r" ?(parent|mother|father|mum|mom|dad|grandparent|grandmother|grandfather)\b"
         ),
     ),
     (
         "tenure",
         re.compile(
             r"\b(own (a |my |our )?(home|house|flat|apartment|property|properties|condo|land)|"
-            r"homeowner|home owner|property owner|owner-occupier|tenant|renter|i rent|"
-            r"mortgage|social housing|council housing|public housing|landlord)\b"
+            r"homeowner|home owner|property owner|owner-occupier|tenant|renter|mortgage|"
+            r"social housing|council housing|public housing|landlord)\b|^i rent\b"
         ),
     ),
     (
         "health",
         re.compile(
-            r"\b(disability|disabled|impairment|chronic (illness|condition)|wheelchair|blind|"
-            r"deaf)\b"
+            r"\b(disability|disabilities|impairment|chronic (illness|condition)|wheelchair user|"
+            r"use a wheelchair)\b|" + _I_AM + r" ?(disabled|blind|deaf)\b"
         ),
     ),
     (
@@ -201,8 +213,10 @@ _ZH_ASK = re.compile(r"^(你|您)(是|的|今年|住|有|家)")
 _ZH_OPINION = re.compile(
     r"觉得|认为|以为|感觉|支持|反对|赞成|同意|希望|建议|主张|担心|害怕|喜欢|讨厌|相信|期待|期望|"
     r"要求|呼吁|应该|应当|不应|必须|需要|可以|不能|最好|欢迎|满意|不满|愿意|想要|我想|怕|"
-    r"因为|所以|但是|不过|太|非常|很|不好|糟糕|问题|公平|合理"
+    r"因为|所以|但是|不过|太|非常|很|不好|糟糕|问题|公平|合理|看到|看见|听说|发现|注意到"
 )
+# "我是…" / "我从事…" / "我当…": a role the participant has
+_ZH_I_AM = r"^(我|本人)(是|从事|做|当)[^，,]{0,12}"
 _ZH_CATEGORIES: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "age",
@@ -218,33 +232,41 @@ _ZH_CATEGORIES: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"民族|汉族|[回藏维蒙壮满苗彝]族|宗教|信仰|佛教|基督|伊斯兰|穆斯林|天主教|原住民"
         ),
     ),
-    ("language", re.compile(r"母语|第一语言|方言|(会|能)(说|讲)[^，。,.]{0,6}(话|语|文)")),
+    ("language", re.compile(r"母语|第一语言|方言|^(我|本人)(会|能)(说|讲)[^，,]{0,6}(话|语|文)")),
     (
         "residence",
         re.compile(
-            r"住在|居住|我家在|户籍|户口|本地人|外地人|本地居民|来自|出生在|籍贯|老家|常住|"
-            r"搬来|搬到|新市民|本小区|这个小区|(\d+|[一二三四五六七八九十]+)(号楼|栋|幢|单元)"
+            r"^(我|本人)(家)?(住在|住|居住|现居|常住)|我家在|户籍|户口|本地人|外地人|本地居民|"
+            r"^(我|本人)(来自|出生在|出生于)|籍贯|老家在|搬来|搬到|新市民|本小区|这个小区|"
+            r"(\d+|[一二三四五六七八九十]+)(号楼|栋|幢|单元)"
         ),
     ),
     (
         "education",
         re.compile(
-            r"学历|毕业|学生|大学|本科|专科|大专|研究生|硕士|博士|高中|初中|中专|文化程度|在读"
+            r"学历|文化程度|毕业于|(大学|本科|高中|初中|中专|大专|研究生)毕业|在读|"
+            + _ZH_I_AM
+            + r"(学生|本科|研究生|硕士|博士|大学生|中学生|小学生)"
         ),
     ),
     (
         "occupation",
         re.compile(
-            r"司机|职业|工作|上班|退休|失业|无业|待业|个体|老板|员工|职工|工人|农民|教师|老师|医生|"
-            r"护士|警察|律师|公务员|干部|商人|做生意|创业|保安|保洁|快递员|外卖员|党员|志愿者|"
-            r"退伍|军人|家庭主妇|全职"
+            r"职业|退休|失业|无业|待业|上班族|全职|兼职|个体户|"
+            r"^(我|本人)(在)[^，,]{0,12}(工作|上班)|"
+            + _ZH_I_AM
+            + r"(司机|老板|员工|职工|工人|农民|教师|老师|医生|护士|警察|律师|公务员|干部|商人|"
+            r"保安|保洁|快递员|外卖员|党员|志愿者|退伍军人|军人|家庭主妇|工程师|会计|个体)"
         ),
     ),
     (
         "household",
         re.compile(
-            r"家庭|家里有|家中有|收入|月薪|年薪|工资|孩子|子女|儿子|女儿|小孩|已婚|未婚|离异|丧偶|"
-            r"独居|一个人住|独生|父母|爸爸|妈妈|母亲|父亲|孙子|孙女|口人|低保"
+            r"家庭|收入|月薪|年薪|工资|已婚|未婚|离异|丧偶|独居|一个人住|独生|口人|低保|"
+            r"^(我|本人)(家)?(有|没有)[^，,]{0,8}(孩子|子女|儿子|女儿|小孩|老人)|"
+            r"我的(孩子|子女|儿子|女儿|小孩|父母|爱人|丈夫|妻子)|"
+            + _ZH_I_AM
+            + r"(父亲|母亲|爸爸|妈妈|家长|爷爷|奶奶|外公|外婆)"
         ),
     ),
     (

@@ -142,6 +142,27 @@ def test_experience_counts_only_when_the_moderator_seeded_it() -> None:
     assert detect_meta(unseeded) == []
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        # a participant telling what happened to them or what they saw: part of the debate
+        "I have waited over 2 years for a reply from the council",
+        "I was stopped by a man in uniform",
+        "I was helped by a nurse after the accident",
+        "I had a black officer help me",
+        "I saw kids being searched outside the station",
+        "I rarely see police in my neighbourhood",
+        "I called a doctor",
+        "我昨天看到一个学生被警察拦下",
+        "我在小区门口遇到过保安",
+        "我带孩子去公园",
+    ],
+)
+def test_what_a_participant_experienced_is_not_meta(text: str) -> None:
+    statements = [_C(0, "What would make the estate safer?", author_id=0), _C(1, text, 42)]
+    assert detect_meta(statements) == []
+
+
 def test_a_finding_explains_itself() -> None:
     (f,) = detect_meta([_C(3, "My household income is above $50,000 per year")])
     assert (f.category, f.matched) == ("household", "household")
