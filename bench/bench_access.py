@@ -335,7 +335,9 @@ def main() -> int:
         reasons[d.reason] = reasons.get(d.reason, 0) + 1
 
     one(frames[0])  # warm
-    decide_ms.clear(), cpu_ms.clear(), reasons.clear()
+    decide_ms.clear()
+    cpu_ms.clear()
+    reasons.clear()
     for _ in range(args.rounds):
         for f in frames:
             one(f)
@@ -408,7 +410,7 @@ def main() -> int:
     rng = np.random.default_rng(1)
     with db.session() as s:
         g = service.gallery_for(s, settings, cid)
-    own = [F.analyze_image(p)[0].embedding for _n, p in photos]
+    own = [e for _n, p in photos if (e := F.analyze_image(p)[0].embedding) is not None]
     queries = [own[i % len(own)] + rng.normal(0, 0.02, 128).astype(np.float32) for i in range(1000)]
     search_ms: list[float] = []
     search_cpu: list[float] = []

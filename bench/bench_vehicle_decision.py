@@ -147,11 +147,11 @@ def main() -> None:
         import paho.mqtt.client as mqtt
 
         # drop the persistent session the ingestion client left on the shared broker
-        c = mqtt.Client(
+        cleaner = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id="linli-bench-veh", clean_session=True
         )
-        c.connect("127.0.0.1", 1883, keepalive=5)
-        c.disconnect()
+        cleaner.connect("127.0.0.1", 1883, keepalive=5)
+        cleaner.disconnect()
     db.dispose()
     p50 = float(np.percentile(wall, 50))
     p95 = float(np.percentile(wall, 95))

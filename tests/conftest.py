@@ -117,6 +117,17 @@ def client(app):  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 
     with TestClient(app) as c:
+        # A test that sets a cookie means "the browser now has this value": drop the one the
+        # server set (log-in sets `lang` for its own domain), as a browser would replace it.
+        # Otherwise both are sent and which one the server reads depends on the jar's order.
+        jar = c.cookies
+        plain_set = jar.set
+
+        def replace(name: str, value: str, domain: str = "", path: str = "/") -> None:
+            jar.delete(name)
+            plain_set(name, value, domain, path)
+
+        jar.set = replace  # type: ignore[method-assign]
         yield c
 
 
@@ -160,8 +171,11 @@ def world(db) -> World:  # type: ignore[no-untyped-def]
         w.grid_a = grid.id
         for cid, store in ((ca.id, w.residents_a), (cb.id, w.residents_b)):
             for bi in range(2):
-                b = Building(community_id=cid, name=f"{bi + 1}号楼",
-                             grid_id=grid.id if cid == ca.id and bi == 0 else None)
+                b = Building(
+                    community_id=cid,
+                    name=f"{bi + 1}号楼",
+                    grid_id=grid.id if cid == ca.id and bi == 0 else None,
+                )
                 s.add(b)
                 s.flush()
                 if cid == ca.id:
@@ -172,8 +186,14 @@ def world(db) -> World:  # type: ignore[no-untyped-def]
                 h = Household(community_id=cid, unit_id=u.id)
                 s.add(h)
                 s.flush()
-                r = Resident(community_id=cid, household_id=h.id, name=f"居民{cid}{bi}",
-                             phone=f"1390000{cid}{bi}00"[:11], birth_year=1950, tags=["elderly"])
+                r = Resident(
+                    community_id=cid,
+                    household_id=h.id,
+                    name=f"居民{cid}{bi}",
+                    phone=f"1390000{cid}{bi}00"[:11],
+                    birth_year=1950,
+                    tags=["elderly"],
+                )
                 s.add(r)
                 s.flush()
                 s.add(Ownership(community_id=cid, resident_id=r.id, unit_id=u.id))
@@ -189,8 +209,13 @@ def world(db) -> World:  # type: ignore[no-untyped-def]
             "staff_b": ("staff", cb.id),
         }
         for name, (role, cid) in roles.items():
-            u = User(username=name, display_name=name, password_hash=pw, language="en",
-                     resident_id=w.residents_a[0] if role == "resident" else None)
+            u = User(
+                username=name,
+                display_name=name,
+                password_hash=pw,
+                language="en",
+                resident_id=w.residents_a[0] if role == "resident" else None,
+            )
             s.add(u)
             s.flush()
             s.add(RoleGrant(user_id=u.id, community_id=cid, role=role))

@@ -428,8 +428,9 @@ def test_an_oversized_streamed_body_without_length_gets_413(tmp_path, db_url):
             yield b"x" * 500
 
     with TestClient(app) as c:
-        r = c.post("/api/v1/communities", content=chunks(),
-                   headers={"content-type": "application/json"})
+        r = c.post(
+            "/api/v1/communities", content=chunks(), headers={"content-type": "application/json"}
+        )
     assert r.status_code == 413, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
     assert "0.00095" in r.json()["detail"] or "MB" in r.json()["detail"]

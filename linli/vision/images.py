@@ -72,8 +72,9 @@ class ImageError(ValueError):
     def __init__(self, code: str, detail: str = "") -> None:
         self.code = code
         self.detail = detail
-        super().__init__(f"{code}: {IMAGE_REASONS.get(code, code)}" + (f" ({detail})" if detail
-                                                                         else ""))
+        super().__init__(
+            f"{code}: {IMAGE_REASONS.get(code, code)}" + (f" ({detail})" if detail else "")
+        )
 
     @property
     def message(self) -> str:
@@ -111,8 +112,13 @@ def load_rgb(
     channel_order: ChannelOrder = "rgb",
 ) -> np.ndarray:
     """Decode ``source`` and return only the RGB array (see :func:`decode_image`)."""
-    return decode_image(source, max_pixels=max_pixels, max_side=max_side, max_bytes=max_bytes,
-                        channel_order=channel_order).rgb
+    return decode_image(
+        source,
+        max_pixels=max_pixels,
+        max_side=max_side,
+        max_bytes=max_bytes,
+        channel_order=channel_order,
+    ).rgb
 
 
 def decode_image(
@@ -137,8 +143,9 @@ def decode_image(
     if max_pixels <= 0:
         raise ValueError("max_pixels must be positive")
     if isinstance(source, np.ndarray):
-        return _from_array(source, max_pixels=max_pixels, max_side=max_side,
-                           channel_order=channel_order)
+        return _from_array(
+            source, max_pixels=max_pixels, max_side=max_side, channel_order=channel_order
+        )
     if isinstance(source, Image.Image):
         return _from_pil(source, max_pixels=max_pixels, max_side=max_side, fmt=source.format)
     data = _read_bytes(source, max_bytes)
@@ -167,8 +174,9 @@ def decode_image(
                 im.draft("RGB", want)
             dw, dh = im.size
             if dw * dh > max_pixels:
-                raise ImageError("image_too_large",
-                                 f"{width}x{height} pixels, limit {max_pixels} pixels")
+                raise ImageError(
+                    "image_too_large", f"{width}x{height} pixels, limit {max_pixels} pixels"
+                )
             im.load()
     except ImageError:
         raise
@@ -180,8 +188,9 @@ def decode_image(
         raise ImageError("image_too_large", "out of memory while decoding") from exc
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, struct.error...
         raise ImageError("corrupt_image", f"{type(exc).__name__}: {exc}") from exc
-    decoded = _from_pil(im, max_pixels=max_pixels, max_side=max_side, fmt=fmt,
-                        original_size=(width, height))
+    decoded = _from_pil(
+        im, max_pixels=max_pixels, max_side=max_side, fmt=fmt, original_size=(width, height)
+    )
     return decoded
 
 
@@ -276,7 +285,8 @@ def _pil_to_rgb_array(im: Image.Image) -> np.ndarray:
         grey = np.clip(arr * factor, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        mode == "P" and "transparency" in im.info)
+        mode == "P" and "transparency" in im.info
+    )
     if has_alpha:
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
