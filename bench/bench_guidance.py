@@ -5,7 +5,7 @@ Held-out figures on ../shared/data/waste/garbage_items.csv: a stratified 20% hol
 share of answers given without the "ask staff" hint and their accuracy; then the time to
 answer one query with the shipped model. Run with `taskset -c 0` for one-core figures.
 
-    taskset -c 0 .venv/bin/python bench/bench_guidance.py [--folds 5] [--skip-cv]
+    taskset -c 0 .venv/bin/python bench/bench_guidance.py [--folds 5] [--skip-cv] [--more-seeds 2]
 """
 
 from __future__ import annotations
@@ -39,6 +39,13 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-cv", action="store_true")
+    parser.add_argument(
+        "--more-seeds",
+        type=int,
+        default=2,
+        help="also run the hold-out and the cross-validation with this many other seeds "
+        "(1, 2, …) and print their spread: one split is not the whole story",
+    )
     args = parser.parse_args()
 
     shared = Path(os.environ.get("LINLI_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -56,6 +63,31 @@ def main() -> None:
         cv = g.cross_validation(items, folds=args.folds, seed=args.seed)
         show(f"{args.folds}-fold cross-validation", cv)
         print(f"  (train + evaluate: {time.perf_counter() - t0:.1f} s)")
+
+    blind = None
+    if not args.skip_cv:
+        t0 = time.perf_counter()
+        blind = g.cross_validation(items, folds=args.folds, seed=args.seed, blind=True)
+        show(f"{args.folds}-fold cross-validation, lexicon blind to whole item names", blind)
+        print(f"  (train + evaluate: {time.perf_counter() - t0:.1f} s)")
+        lex = g.default_lexicon()
+        on_list = sum(1 for k in lex.keywords if k in items)
+        print(f"  ({on_list} of the lexicon's {len(lex.keywords)} keywords are list items)")
+
+    spread = ""
+    if args.more_seeds and not args.skip_cv:
+        hs, cs = [holdout.accuracy], [cv.accuracy] if cv is not None else []
+        for seed in range(args.seed + 1, args.seed + 1 + args.more_seeds):
+            h = g.holdout_evaluation(items, test_fraction=0.2, seed=seed)
+            c = g.cross_validation(items, folds=args.folds, seed=seed)
+            hs.append(h.accuracy)
+            cs.append(c.accuracy)
+            print(f"seed {seed}: hold-out 20% {h.accuracy:.4f}, {args.folds}-fold {c.accuracy:.4f}")
+        spread = (
+            f" seeds={len(hs)} heldout_mean={statistics.mean(hs):.4f}"
+            f" [{min(hs):.4f}-{max(hs):.4f}] cv_mean={statistics.mean(cs):.4f}"
+            f" [{min(cs):.4f}-{max(cs):.4f}]"
+        )
 
     guide = g.WasteGuide(g.LinearModel.load(), items)
     queries = [
@@ -87,9 +119,11 @@ def main() -> None:
             if cv.per_category[c][1]
         )
         cv_part = f" cv{args.folds}={cv.accuracy:.4f} [{per}]"
+    if blind is not None:
+        cv_part += f" cv{args.folds}_lexicon_blind={blind.accuracy:.4f}"
     print(
         f"bench_guidance: heldout20={holdout.accuracy:.4f}{cv_part} "
-        f"guide_p50={p50:.2f}ms p95={p95:.2f}ms"
+        f"guide_p50={p50:.2f}ms p95={p95:.2f}ms{spread}"
     )
 
 
