@@ -220,9 +220,11 @@ class GlossEmbedder:
             if missing:
                 glosses = [self.glossary.gloss(t) for t in missing]
                 flat = [g for pair in glosses for g in pair]
-                emb = self.model.encode([g or "unknown" for g in flat])
-                empty = np.array([not g for g in flat])
-                emb[empty] = 0.0  # no gloss: no semantic evidence either way
+                # no gloss: a zero vector (no semantic evidence either way), nothing encoded
+                emb = np.zeros((len(flat), GLOSS_DIM // 2), dtype=np.float32)
+                known = [i for i, g in enumerate(flat) if g]
+                if known:
+                    emb[known] = self.model.encode([flat[i] for i in known])
                 if len(self._cache) + len(missing) > self.cache_size:
                     self._cache.clear()
                 for k, t in enumerate(missing):
