@@ -21,9 +21,12 @@ database; numpy / scikit-learn). See docs/opinion-map.md for the method and meas
    projection scaled by ``sqrt(n_comments / n_votes)`` (Pol.is ``sparsity-aware-project-ptpt``).
 4. Groups: k-means for k = 2 .. min(5, 2 + n_base // 12), where n_base is the number of Pol.is
    base clusters (up to 100, summarising the map); k is chosen by the silhouette of the base
-   clusters, preferring fewer groups on near ties (in place of Pol.is's k-smoother). Pol.is
-   clusters the base clusters, starting from its previous clustering; Linli clusters the
-   participants themselves with seeded k-means++ restarts (deterministic, no history needed).
+   clusters, preferring fewer groups on near ties (in place of Pol.is's k-smoother); a
+   solution with a group smaller than 2 % of the clustered participants (or of one) is not
+   taken (``min_group_share``), as Pol.is's incremental k-means never isolates a lone
+   outlier. Pol.is clusters the base clusters, starting from its previous clustering; Linli
+   clusters the participants themselves with seeded k-means++ restarts (deterministic, no
+   history needed).
 5. Per group and comment: agree / disagree / pass counts, the agreement probability
    ``(agree + 1) / (seen + 2)``; consensus (every group agrees, significantly), divisive
    statements (a group significantly agrees, another significantly disagrees) and Pol.is's
@@ -88,6 +91,12 @@ class OpinionParams:
     # several updates in a row, so that near ties keep the smaller k.
     k_tolerance: float = 0.02
     force_k: int | None = None  # use this number of groups instead of choosing one
+    # Linli: no opinion group smaller than this share of the clustered participants (and never a
+    # group of one). The best k-means solution sometimes isolates a lone outlier far out on the
+    # map ("group B: 1 person"); Pol.is's incremental k-means never does, and such a group tells
+    # residents nothing. The best solution without a too-small group is taken instead, and a k
+    # that has none is not offered. Not applied when the number of groups is forced.
+    min_group_share: float = 0.02
     z_90: float = Z_90
 
 
@@ -387,21 +396,44 @@ def _pca_project(mat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _kmeans(
-    points: np.ndarray, k: int, weights: np.ndarray | None, params: OpinionParams
-) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted k-means (k-means++ restarts, seeded). Labels renumbered 0.., centres."""
+    points: np.ndarray,
+    k: int,
+    weights: np.ndarray | None,
+    params: OpinionParams,
+    min_size: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Weighted k-means (k-means++ restarts, seeded). Labels renumbered 0.., centres.
+
+    With ``min_size``, a solution with a cluster of less total weight is refused: the best of
+    further seeded restarts without one is returned, or None when none of them qualifies. The
+    further restarts start from randomly drawn points, not k-means++ (which seeds on far
+    outliers by design and would isolate the same outlier again).
+    """
     from sklearn.cluster import KMeans
 
-    km = KMeans(
-        n_clusters=k,
-        init="k-means++",
-        n_init=params.n_init,
-        random_state=params.seed,
-        algorithm="lloyd",
-    )
-    labels = km.fit_predict(points, sample_weight=weights)
+    def fit(
+        n_init: int, seed: int, init: str = "k-means++"
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        km = KMeans(n_clusters=k, init=init, n_init=n_init, random_state=seed, algorithm="lloyd")
+        labels = km.fit_predict(points, sample_weight=weights)
+        return labels, km.cluster_centers_, float(km.inertia_)
+
+    def too_small(labels: np.ndarray) -> bool:
+        sizes = np.bincount(labels, weights=weights, minlength=k)
+        return bool(sizes.min() < min_size)
+
+    labels, centers, _ = fit(params.n_init, params.seed)
+    if min_size > 0 and too_small(labels):
+        best: tuple[np.ndarray, np.ndarray, float] | None = None
+        for extra in range(1, 3 * params.n_init + 1):
+            cand = fit(1, params.seed + extra, "random")
+            if not too_small(cand[0]) and (best is None or cand[2] < best[2]):
+                best = cand
+        if best is None:
+            return None
+        labels, centers, _ = best
     used, labels = np.unique(labels, return_inverse=True)
-    return labels.reshape(-1), km.cluster_centers_[used]
+    return labels.reshape(-1), centers[used]
 
 
 def _silhouette(points: np.ndarray, labels: np.ndarray) -> float:
@@ -438,14 +470,20 @@ def _group_clusters(
     if n_distinct <= params.base_k:
         base_centers = points
     else:
-        _, base_centers = _kmeans(points, params.base_k, weights, replace(params, n_init=1))
+        base = _kmeans(points, params.base_k, weights, replace(params, n_init=1))
+        assert base is not None  # no minimum size asked
+        base_centers = base[1]
     n_base = len(base_centers)
     max_k = min(params.max_k, 2 + n_base // 12, n_distinct)
     candidates = [min(params.force_k, n_distinct)] if params.force_k else range(2, max_k + 1)
     clusterings: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     silhouettes: dict[int, float] = {}
+    min_size = 0.0 if params.force_k else max(2.0, params.min_group_share * n)
     for k in candidates:
-        labels, centers = _kmeans(points, k, weights, params)
+        fitted = _kmeans(points, k, weights, params, min_size)
+        if fitted is None:
+            continue
+        labels, centers = fitted
         if len(centers) < 2 and not params.force_k:
             continue
         clusterings[k] = (labels, centers)

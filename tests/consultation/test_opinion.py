@@ -495,3 +495,25 @@ def test_reader_takes_newer_exports_and_unquoted_comment_bodies(tmp_path: Path) 
         load_polis_export(_write_export(tmp_path / "bad2", comments, votes + "8,0,7,1,9\n"))
     assert info.value.code == "bad_row_length"
     assert info.value.path is not None and info.value.path.name == "votes.csv"
+
+
+def test_a_lone_outlier_is_not_made_an_opinion_group() -> None:
+    """Two blocs of 50 and one participant far out on the map: unconstrained k-means puts the
+    outlier alone in a group of one (the blocs merged); Linli refuses groups of one (and under
+    2 % of the participants) and keeps the two blocs, as Pol.is's incremental k-means does."""
+    from linli.consultation.opinion import _group_clusters
+
+    rng = np.random.default_rng(0)
+    blocs = np.vstack(
+        [rng.normal((-1.0, 0.0), 0.15, (50, 2)), rng.normal((1.0, 0.0), 0.15, (50, 2))]
+    )
+    points = np.vstack([blocs, [[0.0, 40.0]]])
+    truth = [0] * 50 + [1] * 50
+
+    free, _, _, _ = _group_clusters(points, OpinionParams(min_group_share=0.0, force_k=2))
+    assert np.bincount(free).min() == 1  # the failure the rule prevents
+
+    labels, centres, _, silhouettes = _group_clusters(points, OpinionParams())
+    assert len(centres) == 2 and 2 in silhouettes
+    assert np.bincount(labels).min() >= 50
+    assert adjusted_rand_score(truth, labels[:100]) == 1.0
