@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -51,12 +51,30 @@ def _load(directory: Path) -> PolisConversation:
         _fail(exc.code, exc.describe())
 
 
-def _compute(conv: PolisConversation, meta: set[int], groups: int | None) -> OpinionMap:
+def _compute(
+    conv: PolisConversation, meta: set[int], groups: int | None, history: bool
+) -> tuple[OpinionMap, dict[str, Any]]:
+    """The map, and how its number of groups was chosen ("forced", "history" or
+    "silhouette", with the replay's figures)."""
+    from linli.consultation.history import replay_k
     from linli.consultation.opinion import OpinionInputError, OpinionParams, compute_opinion_map
 
-    params = OpinionParams(force_k=groups)
+    votes = conv.vote_tuples()
     try:
-        return compute_opinion_map(conv.vote_tuples(), conv.moderated_out, params, meta=meta)
+        result = compute_opinion_map(
+            votes, conv.moderated_out, OpinionParams(force_k=groups), meta=meta
+        )
+        if groups is not None:
+            return result, {"k_choice": "forced"}
+        replay = None
+        if history:
+            replay = replay_k(votes, meta | conv.moderated_out, tie_break=result.silhouettes)
+        if replay is None:
+            return result, {"k_choice": "silhouette"}
+        if replay.k != result.k:
+            params = OpinionParams(preferred_k=replay.k)
+            result = compute_opinion_map(votes, conv.moderated_out, params, meta=meta)
+        return result, {"k_choice": "history", "history": replay.to_dict()}
     except OpinionInputError as exc:
         _fail(exc.code, str(exc))
 
@@ -77,6 +95,14 @@ AutoMetaOption = typer.Option(
 GroupsOption = typer.Option(
     None, "--groups", min=1, max=20, help="Use this number of groups instead of choosing one."
 )
+HistoryOption = typer.Option(
+    True,
+    "--history/--no-history",
+    help="When votes.csv has vote times, choose the number of groups the way Pol.is's own "
+    "math arrived at it: by replaying its incremental updates over the vote history (about "
+    "10-30 s for a few thousand participants). --no-history chooses it from the final votes "
+    "alone (best silhouette).",
+)
 
 
 @app.command("opinion-groups")
@@ -85,6 +111,7 @@ def opinion_groups(
     meta: str = MetaOption,
     auto_meta: bool = AutoMetaOption,
     groups: int | None = GroupsOption,
+    history: bool = HistoryOption,
     full: bool = typer.Option(
         False,
         "--full",
@@ -100,12 +127,17 @@ def opinion_groups(
     Every voter has a group; "provisional" lists those who voted on fewer than
     min(7, number of statements) statements: they did not shape the groups and were given the
     nearest one. "meta" lists the statements left out as meta (see `meta-statements`).
+    "k_choice" says how the number of groups was chosen: "history" (replayed, see --history),
+    "silhouette" or "forced".
     """
     conv = _load(directory)
     meta_ids = conv.meta_statements(auto=auto_meta, declared=_parse_ids(meta))
-    result = _compute(conv, meta_ids, groups)
+    result, how = _compute(conv, meta_ids, groups, history)
     data = result.to_dict() if full else result.groups_summary()
     data["meta"] = sorted(meta_ids)
+    data["k_choice"] = how["k_choice"]
+    if full and "history" in how:
+        data["history"] = how["history"]
     json.dump(data, sys.stdout, ensure_ascii=False, indent=indent)
     sys.stdout.write("\n")
 
@@ -118,6 +150,7 @@ def opinion_compare(
     meta: str = MetaOption,
     auto_meta: bool = AutoMetaOption,
     groups: int | None = GroupsOption,
+    history: bool = HistoryOption,
 ) -> None:
     """Compare Linli's opinion groups with the groups Pol.is assigned (adjusted Rand index).
 
@@ -130,7 +163,7 @@ def opinion_compare(
     if not theirs:
         _fail("no_polis_groups", REASONS["no_polis_groups"])
     meta_ids = conv.meta_statements(auto=auto_meta, declared=_parse_ids(meta))
-    result = _compute(conv, meta_ids, groups)
+    result, how = _compute(conv, meta_ids, groups, history)
     compared = [p for p in theirs if p in result.participants]
     provisional = set(result.provisional)
     ari = adjusted_rand_score(
@@ -147,6 +180,7 @@ def opinion_compare(
         "clustered_not_by_polis": sum(1 for p in result.clustered if p not in theirs),
         "silhouettes": {str(k): round(v, 4) for k, v in result.silhouettes.items()},
         "meta": sorted(meta_ids),
+        **how,
     }
     json.dump(data, sys.stdout, ensure_ascii=False)
     sys.stdout.write("\n")

@@ -91,6 +91,10 @@ class OpinionParams:
     # several updates in a row, so that near ties keep the smaller k.
     k_tolerance: float = 0.02
     force_k: int | None = None  # use this number of groups instead of choosing one
+    # take this number of groups when it is among the candidates (e.g. the k Pol.is's own
+    # incremental math ends on, replayed by linli.consultation.history); silhouettes of every
+    # candidate are still computed and reported
+    preferred_k: int | None = None
     # Linli: no opinion group smaller than this share of the clustered participants (and never a
     # group of one). The best k-means solution sometimes isolates a lone outlier far out on the
     # map ("group B: 1 person"); Pol.is's incremental k-means never does, and such a group tells
@@ -493,6 +497,8 @@ def _group_clusters(
         return np.zeros(n, dtype=np.int64), proj_in.mean(axis=0, keepdims=True), n_base, {}
     best = max(silhouettes.values())
     k = min(kk for kk, sil in silhouettes.items() if sil >= best - params.k_tolerance)
+    if params.preferred_k in clusterings:
+        k = params.preferred_k
     labels, centers = clusterings[k]
     return labels[inverse], centers, n_base, silhouettes
 

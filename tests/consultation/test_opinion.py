@@ -24,9 +24,10 @@ from linli.consultation.opinion import (
 from linli.consultation.polis import PolisImportError, load_polis_export
 
 # london.youth.policing: once its demographic statements are left out as meta (recognised from
-# their text, see test_meta.py), Linli's silhouettes are a near tie (0.580 for 2 groups, 0.562
-# for 3) and Linli picks 2; Pol.is had 3, which its update history decided. With 3 groups the
-# partition is Pol.is's exactly.
+# their text, see test_meta.py), the silhouettes of the final votes are a near tie (0.580 for 2
+# groups, 0.562 for 3) and the map from the final votes has 2; Pol.is had 3, which its update
+# history decided. With 3 groups the partition is Pol.is's exactly. The CLI replays that history
+# to choose the number of groups and gets 3 (test_history.py).
 NEAR_TIE_K = {"london.youth.policing": 3}
 
 
@@ -366,11 +367,19 @@ def test_reader_reads_participants_votes(shared_data: Path) -> None:
 
 def test_cli_opinion_groups_prints_the_json(shared_data: Path) -> None:
     directory = shared_data / "polis" / "15-per-hour-seattle"
-    res = CliRunner().invoke(app, ["opinion-groups", str(directory)])
+    res = CliRunner().invoke(app, ["opinion-groups", str(directory), "--no-history"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    assert data["groups"] == 2
-    assert set(data) == {"groups", "participants", "consensus", "divisive", "provisional", "meta"}
+    assert data["groups"] == 2 and data["k_choice"] == "silhouette"
+    assert set(data) == {
+        "groups",
+        "participants",
+        "consensus",
+        "divisive",
+        "provisional",
+        "meta",
+        "k_choice",
+    }
     assert data["meta"] == []  # nothing in this conversation describes the participant
     assert set(data["participants"].values()) == {0, 1}
     assert all(isinstance(k, str) for k in data["participants"])
