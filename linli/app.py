@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from http import HTTPStatus
@@ -297,6 +298,17 @@ async def _periodic(
         await asyncio.sleep(every)
 
 
+def _warm_up_guidance() -> None:
+    """Build the sorting guide (and train it on a community list the shipped model does not
+    know) before the first resident asks."""
+    from linli.waste import guidance
+
+    try:
+        guidance.warm_up()
+    except Exception:  # the guide reports its own errors on use; start-up must not fail
+        log.exception("could not prepare the waste-sorting guide at start-up")
+
+
 def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True) -> FastAPI:
     settings = settings or get_settings()
     settings.prepare()
@@ -316,6 +328,7 @@ def create_app(settings: Settings | None = None, *, run_dispatcher: bool = True)
         broker = None
         ingest = None
         if run_dispatcher:
+            threading.Thread(target=_warm_up_guidance, name="waste-guide", daemon=True).start()
             tasks.append(asyncio.create_task(dispatcher.run_forever()))
             tasks.append(asyncio.create_task(_periodic(db, settings, app.state.files)))
             if settings.mqtt_enabled:

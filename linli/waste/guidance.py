@@ -35,6 +35,7 @@ import json
 import math
 import os
 import re
+import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -929,13 +930,43 @@ def train_model(items: Mapping[str, int], **kw: Any) -> LinearModel:
     return LinearModel.train(names, [primary_category(items[n]) for n in names], **kw)
 
 
-@functools.lru_cache(maxsize=1)
-def default_guide() -> WasteGuide:
-    """The guide used by the CLI and the API: shipped model + the sorting list if found.
+def model_cache_dir() -> Path:
+    """Where models trained on a community's own list are kept between processes:
+    ``$LINLI_CACHE_DIR/waste``, else ``$XDG_CACHE_HOME/linli/waste`` (``~/.cache``)."""
+    if os.environ.get("LINLI_CACHE_DIR"):
+        return Path(os.environ["LINLI_CACHE_DIR"]) / "waste"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "linli" / "waste"
 
-    If the list found (or the lexicon) differs from the one the shipped model was trained
-    on, a model is trained on it in memory (a few seconds, once per process).
-    """
+
+def _trained_for(items: Mapping[str, int], digest: str) -> LinearModel:
+    """A model for a list the shipped model was not trained on: from the cache if a model for
+    this list, lexicon and model format is there, else trained (about a minute for 3,000
+    names, mostly embedding them) and cached. A cache that cannot be read or written only
+    costs the training."""
+    key = hashlib.sha256(f"{MODEL_FORMAT}|{digest}|{lexicon_fingerprint()}".encode()).hexdigest()
+    path = model_cache_dir() / f"model-{key[:32]}.json"
+    if path.is_file():
+        try:
+            return LinearModel.load(path)
+        except GuidanceDataError:
+            pass  # damaged: train again and overwrite
+    model = train_model(items, meta={"list_sha256": digest, "items": len(items)})
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        model.save(partial)
+        partial.replace(path)
+    except OSError:
+        pass
+    return model
+
+
+_GUIDE_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def _default_guide() -> WasteGuide:
     path = find_item_list()
     items = load_item_list(path) if path is not None else None
     model = LinearModel.load()
@@ -946,8 +977,28 @@ def default_guide() -> WasteGuide:
             or model.meta.get("lexicon_sha256") != lexicon_fingerprint()
         )
         if stale:
-            model = train_model(items, meta={"list_sha256": digest, "items": len(items)})
+            model = _trained_for(items, digest)
     return WasteGuide(model, items)
+
+
+def default_guide() -> WasteGuide:
+    """The guide used by the CLI and the API: shipped model + the sorting list if found.
+
+    If the list found (or the lexicon) differs from the one the shipped model was trained
+    on, a model is trained on it once and kept in :func:`model_cache_dir` for later
+    processes. Built once per process (threads wait for the first build); the server builds
+    it at start-up (:func:`warm_up`) so that no resident waits for it.
+    """
+    with _GUIDE_LOCK:
+        return _default_guide()
+
+
+def warm_up() -> None:
+    """Build the default guide and load the gloss embedder (dictionary and sentence model,
+    ~0.7 s) so that the first query is answered at once."""
+    guide_ = default_guide()
+    if guide_.model.gloss_scale:
+        gloss_vectors(["塑料瓶"])
 
 
 def guide(query: str) -> Guidance:
@@ -1065,9 +1116,7 @@ def cross_validation(
         total: Evaluation | None = None
         for test_names in split_folds(items, folds, seed):
             held = set(test_names)
-            g = WasteGuide.from_items(
-                {n: c for n, c in items.items() if n not in held}, seed=seed
-            )
+            g = WasteGuide.from_items({n: c for n, c in items.items() if n not in held}, seed=seed)
             ev = evaluate(g, {n: items[n] for n in test_names})
             total = ev if total is None else total.merge(ev)
     finally:

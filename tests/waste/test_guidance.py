@@ -284,3 +284,41 @@ def test_cli_with_own_list(tmp_path: Path) -> None:
     first, second = (json.loads(line) for line in result.output.strip().splitlines())
     assert first["source"] == "list" and first["category"] == "recyclable"
     assert second["source"] == "inferred"
+
+
+def test_a_community_list_is_trained_once_and_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A list the shipped model was not trained on: the first process trains on it and keeps
+    the model in the cache directory; the next process loads it instead of training again,
+    and a damaged cache file is replaced, not trusted."""
+    own = tmp_path / "list.csv"
+    rows = ["电池,2", "旧报纸,1", "苹果皮,4", "纸巾,8", "沙发,16", "药片,2", "易拉罐,1", "剩饭,4"]
+    own.write_text("item,category_code\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    monkeypatch.setenv("LINLI_WASTE_ITEMS", str(own))
+    monkeypatch.setenv("LINLI_CACHE_DIR", str(tmp_path / "cache"))
+    trained: list[int] = []
+    real_train = g.train_model
+
+    def counting_train(items: dict[str, int], **kw: object) -> g.LinearModel:
+        trained.append(len(items))
+        return real_train(items, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(g, "train_model", counting_train)
+    g._default_guide.cache_clear()
+    try:
+        first = g.default_guide()
+        assert trained == [8] and first.model.meta["list_sha256"] == g.file_sha256(own)
+        cached = list((tmp_path / "cache" / "waste").glob("model-*.json"))
+        assert len(cached) == 1
+        g._default_guide.cache_clear()  # a new process
+        second = g.default_guide()
+        assert trained == [8]  # loaded, not trained
+        assert second.guide("香蕉皮").category == first.guide("香蕉皮").category
+        cached[0].write_text("{not json", encoding="utf-8")
+        g._default_guide.cache_clear()
+        g.default_guide()
+        assert trained == [8, 8]
+        assert json.loads(cached[0].read_text(encoding="utf-8"))["format"] == g.MODEL_FORMAT
+    finally:
+        g._default_guide.cache_clear()
