@@ -144,8 +144,7 @@ class MiniLM:
         mean = x.mean(-1, keepdims=True)
         var = ((x - mean) ** 2).mean(-1, keepdims=True)
         return np.asarray(
-            (x - mean) / np.sqrt(var + self.eps) * self.w[f"{name}.weight"]
-            + self.w[f"{name}.bias"]
+            (x - mean) / np.sqrt(var + self.eps) * self.w[f"{name}.weight"] + self.w[f"{name}.bias"]
         )
 
     def _dense(self, x: np.ndarray, name: str) -> np.ndarray:
