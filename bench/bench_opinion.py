@@ -59,7 +59,8 @@ def polis_conversations(root: Path, repeat: int) -> None:
     """Per conversation: meta statements found and the time of each step (best of ``repeat``)."""
     from sklearn.metrics import adjusted_rand_score
 
-    from linli.consultation.opinion import compute_opinion_map
+    from linli.consultation.history import replay_k
+    from linli.consultation.opinion import OpinionParams, compute_opinion_map
     from linli.consultation.polis import load_polis_export
 
     for directory in sorted(p for p in root.iterdir() if (p / "votes.csv").is_file()):
@@ -75,14 +76,25 @@ def polis_conversations(root: Path, repeat: int) -> None:
             load_s.append(t1 - t0)
             meta_s.append(t2 - t1)
             map_s.append(t3 - t2)
+        # the CLI's default: the number of groups replayed from the vote history (once: slow)
+        t0 = time.process_time()
+        history = replay_k(
+            conv.vote_tuples(), meta | conv.moderated_out, tie_break=result.silhouettes
+        )
+        history_s = time.process_time() - t0
+        final_k = result.k
+        if history is not None and history.k != result.k:
+            params = OpinionParams(preferred_k=history.k)
+            result = compute_opinion_map(conv.vote_tuples(), conv.moderated_out, params, meta=meta)
         theirs = conv.polis_groups()
         ids = [p for p in theirs if p in result.participants]
         ari = adjusted_rand_score([theirs[p] for p in ids], [result.participants[p] for p in ids])
         print(
             f"{directory.name}: {len(conv.comments)} statements, {len(meta)} meta "
             f"({sorted(meta)}), {len(conv.votes)} votes; cpu ms read {min(load_s) * 1000:.0f}, "
-            f"meta {min(meta_s) * 1000:.1f}, map {min(map_s) * 1000:.0f}; "
-            f"k={result.k} (Pol.is {len(set(theirs.values()))}), ARI {ari:.3f}"
+            f"meta {min(meta_s) * 1000:.1f}, map {min(map_s) * 1000:.0f}; history replay cpu "
+            f"{history_s:.1f} s; k={result.k} (final votes {final_k}, Pol.is "
+            f"{len(set(theirs.values()))}), ARI {ari:.3f}"
         )
 
 
