@@ -410,15 +410,16 @@ def _kmeans(
 
     With ``min_size``, a solution with a cluster of less total weight is refused: the best of
     further seeded restarts without one is returned, or None when none of them qualifies. The
-    further restarts start from randomly drawn points, not k-means++ (which seeds on far
-    outliers by design and would isolate the same outlier again).
+    further restarts (plain Lloyd iterations in numpy, cheap) start from randomly drawn points,
+    not k-means++ (which seeds on far outliers by design and would isolate the same outlier
+    again).
     """
     from sklearn.cluster import KMeans
 
-    def fit(
-        n_init: int, seed: int, init: str = "k-means++"
-    ) -> tuple[np.ndarray, np.ndarray, float]:
-        km = KMeans(n_clusters=k, init=init, n_init=n_init, random_state=seed, algorithm="lloyd")
+    def fit(n_init: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+        km = KMeans(
+            n_clusters=k, init="k-means++", n_init=n_init, random_state=seed, algorithm="lloyd"
+        )
         labels = km.fit_predict(points, sample_weight=weights)
         return labels, km.cluster_centers_, float(km.inertia_)
 
@@ -429,8 +430,11 @@ def _kmeans(
     labels, centers, _ = fit(params.n_init, params.seed)
     if min_size > 0 and too_small(labels):
         best: tuple[np.ndarray, np.ndarray, float] | None = None
-        for extra in range(1, 3 * params.n_init + 1):
-            cand = fit(1, params.seed + extra, "random")
+        rng = np.random.default_rng(params.seed)
+        w = np.ones(len(points)) if weights is None else weights
+        for _ in range(3 * params.n_init):
+            start = points[rng.choice(len(points), size=k, replace=False)]
+            cand = _lloyd(points, w, start)
             if not too_small(cand[0]) and (best is None or cand[2] < best[2]):
                 best = cand
         if best is None:
@@ -438,6 +442,30 @@ def _kmeans(
         labels, centers, _ = best
     used, labels = np.unique(labels, return_inverse=True)
     return labels.reshape(-1), centers[used]
+
+
+def _lloyd(
+    points: np.ndarray, weights: np.ndarray, centres: np.ndarray, max_iter: int = 300
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Weighted Lloyd iterations from the given centres: (labels, centres, inertia). A
+    cluster that loses every point keeps its centre (and stays empty, so it is too small)."""
+    centres = centres.astype(np.float64, copy=True)
+    k = len(centres)
+    labels = np.zeros(len(points), dtype=np.int64)
+    for iteration in range(max_iter):
+        dist = ((points[:, None, :] - centres[None]) ** 2).sum(axis=2)
+        new_labels = dist.argmin(axis=1)
+        if iteration and np.array_equal(new_labels, labels):
+            break
+        labels = new_labels
+        total = np.bincount(labels, weights=weights, minlength=k)
+        for d in range(points.shape[1]):
+            sums = np.bincount(labels, weights=weights * points[:, d], minlength=k)
+            centres[:, d] = np.where(total > 0, sums / np.maximum(total, 1e-300), centres[:, d])
+    dist = ((points[:, None, :] - centres[None]) ** 2).sum(axis=2)
+    labels = dist.argmin(axis=1)
+    inertia = float((dist[np.arange(len(points)), labels] * weights).sum())
+    return labels, centres, inertia
 
 
 def _silhouette(points: np.ndarray, labels: np.ndarray) -> float:
