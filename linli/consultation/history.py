@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from linli.consultation.opinion import _silhouette
+
 SCHEDULES: tuple[int, ...] = (100, 300, 1000)  # updates the history is replayed in
 BASE_K = 100
 MAX_K = 5
@@ -162,30 +164,6 @@ def _kmeans(
         if done:
             break
     return labels
-
-
-def _silhouette(points: np.ndarray, labels: np.ndarray) -> float:
-    """polismath ``silhouette`` of a clustering of the base clusters (unweighted; 0 for a
-    member alone in its cluster)."""
-    ids, index = np.unique(labels, return_inverse=True)
-    if len(ids) < 2:
-        return 0.0
-    index = index.reshape(-1)
-    dist = np.sqrt(((points[:, None, :] - points[None]) ** 2).sum(axis=2))
-    onehot = np.zeros((len(points), len(ids)))
-    onehot[np.arange(len(points)), index] = 1.0
-    sizes = onehot.sum(axis=0)
-    sums = dist @ onehot  # distance of each point to all members of each cluster
-    own = sizes[index]
-    a = np.divide(
-        sums[np.arange(len(points)), index], own - 1, out=np.zeros(len(points)), where=own > 1
-    )
-    mean_other = sums / sizes
-    mean_other[np.arange(len(points)), index] = np.inf
-    b = mean_other.min(axis=1)
-    top = np.maximum(a, b)
-    values = np.divide(b - a, top, out=np.zeros(len(points)), where=(own > 1) & (top > 0))
-    return float(values.mean())
 
 
 # ---------------------------------------------------------------------------------------------
