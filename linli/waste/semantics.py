@@ -13,8 +13,18 @@ clothing, 盘尼西林 a medicine). Two shipped resources do:
   "seafood". The six-layer BERT encoder is run with numpy from the package's safetensors
   weights and its tokenizer (``tokenizers``); no PyTorch, nothing downloaded.
 
-The guidance model (:mod:`linli.waste.guidance`) takes the two embeddings as a dense feature
-block beside its character and lexicon features.
+A third resource works on the Chinese directly:
+
+- **Chinese word vectors** (word2vec, 100 dimensions, 125,796 words trained on Chinese
+  Wikipedia), as shipped inside the ``synonyms`` package, version 3.10.2 (MIT; later versions
+  download the vectors and are not used). The name is segmented by backward maximum matching
+  on the vectors' vocabulary; its head word and the mean of its words give two unit vectors.
+  鲍鱼 lies near 海鲜 and 鱿鱼, 夹克 near 外套 and 衬衫, 塑料 near 塑胶 and 橡胶. The
+  package is never imported (its import loads more than this needs): the file is read.
+
+The guidance model (:mod:`linli.waste.guidance`) takes the gloss embeddings and the mean word
+vector as dense feature blocks beside its character and lexicon features, and all three in the
+similarity of its nearest-neighbour vote.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 GLOSS_DIM = 768  # two 384-dimensional embeddings: whole name, head word
+WORD_DIM = 100  # one Chinese word vector
 _MAX_WORD = 8  # longest dictionary headword tried when segmenting
 _DEFINITIONS_PER_WORD = 2  # definitions of a word of two or more characters (one for a single)
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -241,3 +252,93 @@ def default_embedder() -> GlossEmbedder:
 def gloss_vectors(texts: Sequence[str]) -> np.ndarray:
     """The dense gloss features of normalised item names, shape (len(texts), GLOSS_DIM)."""
     return default_embedder().vectors(texts)
+
+
+class WordVectors:
+    """Chinese word2vec vectors (inside the ``synonyms`` 3.10.2 package): a name -> the unit
+    vectors of its head word and of the mean of its words."""
+
+    MAX_WORD = 8
+
+    def __init__(self, index: dict[str, int], vectors: np.ndarray, cache_size: int = 50_000):
+        self.index = index
+        self.vectors_ = vectors
+        self.cache_size = cache_size
+        self._cache: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> WordVectors:
+        """Read a word2vec binary file (header "count dim", then word, space, float32s)."""
+        path = path or _package_dir("synonyms") / "data" / "words.vector"
+        if not path.is_file():
+            raise SemanticsUnavailable(f"Chinese word vectors not found at {path}")
+        data = path.read_bytes()
+        try:
+            eol = data.index(b"\n")
+            count, dim = (int(v) for v in data[:eol].split())
+            vectors = np.zeros((count, dim), dtype=np.float32)
+            index: dict[str, int] = {}
+            pos = eol + 1
+            for row in range(count):
+                space = data.index(b" ", pos)
+                word = data[pos:space].decode("utf-8", "replace").strip()
+                pos = space + 1
+                vectors[row] = np.frombuffer(data, dtype=np.float32, count=dim, offset=pos)
+                pos += 4 * dim
+                if data[pos : pos + 1] == b"\n":
+                    pos += 1
+                index.setdefault(word, row)
+        except ValueError as exc:
+            raise SemanticsUnavailable(f"{path} is not a word2vec binary file: {exc}") from exc
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        return cls(index, vectors / norms)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors_.shape[1])
+
+    def segment(self, text: str) -> list[str]:
+        """Backward maximum matching on the vocabulary; uncovered characters stand alone."""
+        words: list[str] = []
+        j = len(text)
+        while j > 0:
+            for i in range(max(0, j - self.MAX_WORD), j):
+                if text[i:j] in self.index or i == j - 1:
+                    words.append(text[i:j])
+                    j = i
+                    break
+        return words[::-1]
+
+    def _unit(self, rows: list[int]) -> np.ndarray:
+        if not rows:
+            return np.zeros(self.dim, dtype=np.float32)
+        v = self.vectors_[rows].mean(axis=0)
+        n = float(np.linalg.norm(v))
+        return np.asarray(v / n if n else v, dtype=np.float32)
+
+    def vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), 2 * dim): [head word, mean of the words]; zeros where no word is known."""
+        out = np.zeros((len(texts), 2 * self.dim), dtype=np.float64)
+        with self._lock:
+            for r, t in enumerate(texts):
+                vec = self._cache.get(t)
+                if vec is None:
+                    rows = [self.index[w] for w in self.segment(t) if w in self.index]
+                    vec = np.concatenate([self._unit(rows[-1:]), self._unit(rows)])
+                    if len(self._cache) >= self.cache_size:
+                        self._cache.clear()
+                    self._cache[t] = vec
+                out[r] = vec
+        return out
+
+
+@functools.lru_cache(maxsize=1)
+def default_word_vectors() -> WordVectors:
+    return WordVectors.load()
+
+
+def word_vectors(texts: Sequence[str]) -> np.ndarray:
+    """Head-word and mean word vectors of normalised item names: (len(texts), 2 * WORD_DIM)."""
+    return default_word_vectors().vectors(texts)

@@ -143,6 +143,86 @@ def test_unknown_words_ask_staff(full_guide: g.WasteGuide) -> None:
     assert answer.confidence < g.ASK_STAFF_BELOW
     assert "ask the staff" in answer.explanation_en
     assert "咨询" in answer.explanation_zh
+    # nothing understood and nothing alike on the list: the official fallback
+    assert answer.category == "residual" and answer.confidence == 0.0
+
+
+def test_a_brand_name_nobody_translated_is_judged_from_the_list_names_like_it(
+    full_guide: g.WasteGuide,
+) -> None:
+    """No glossary word in "macbook", but the list has ipad, kindle and xbox: the answer is
+    recyclable, said with the ask-staff hint (never confident without a known word)."""
+    answer = full_guide.guide("macbook")
+    assert answer.source == "inferred" and answer.category == "recyclable"
+    assert answer.ask_staff and 0 < answer.confidence < g.ASK_STAFF_BELOW
+    assert "not a word" in answer.explanation_en and "已知词语" in answer.explanation_zh
+
+
+def test_an_inferred_answer_names_the_most_similar_listed_items(
+    full_guide: g.WasteGuide, items: dict[str, int]
+) -> None:
+    query = "过期的感冒胶囊"
+    assert query not in items
+    answer = full_guide.guide(query)
+    assert answer.source == "inferred" and answer.category == "hazardous"
+    nb = full_guide.neighbours()
+    assert nb is not None
+    _, nearest = nb.vote([query])
+    shown = [nb.names[j] for j in nearest[0][: g.SHOWN_NEIGHBOURS]]
+    assert len(shown) == g.SHOWN_NEIGHBOURS and all(n in items for n in shown)
+    assert any("胶囊" in n for n in shown), shown
+    for name in shown:
+        assert name in answer.explanation_en and name in answer.explanation_zh
+    assert "most similar listed items" in answer.explanation_en
+    assert "最相似的清单物品" in answer.explanation_zh
+
+
+def test_the_neighbour_vote_goes_to_the_nearest_listed_names() -> None:
+    """Four residual boxes and three recyclable biscuit tins: a big biscuit tin's nearest names
+    are the tins, whose similarity outweighs the more numerous, less similar boxes."""
+    items = {
+        "饼干盒": 1, "铁饼干盒": 1, "旧饼干盒": 1, "塑料盒": 8, "餐盒": 8, "药盒": 8, "外卖盒": 8,
+        "报纸": 1, "纸箱": 1, "电池": 2, "药片": 2, "香蕉皮": 4, "剩饭": 4, "纸巾": 8,
+    }  # fmt: skip
+    model = g.train_model(items, calibrate=False)
+    guide = g.WasteGuide(model, items)
+    nb = guide.neighbours()
+    assert nb is not None
+    vote, nearest = nb.vote(["大饼干盒"])
+    assert model.classes[int(np.argmax(vote[0]))] == "recyclable"
+    assert {nb.names[j] for j in nearest[0][:3]} == {"饼干盒", "铁饼干盒", "旧饼干盒"}
+    # without a list there is nothing to vote with
+    assert g.WasteGuide(model, {}).neighbours() is None
+    assert g.WasteGuide(model, items, neighbours=False).neighbours() is None
+
+
+def test_the_lists_embeddings_are_kept_on_disk_for_the_next_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LINLI_CACHE_DIR", str(tmp_path / "cache"))
+    items = {"电池": 2, "旧报纸": 1, "苹果皮": 4, "纸巾": 8, "沙发": 16, "药片": 2}
+    model = g.train_model(items, calibrate=False)
+    first = g.WasteGuide(model, items, cache_vectors=True).neighbours()
+    assert first is not None
+    files = list((tmp_path / "cache" / "waste").glob("vectors-*.npz"))
+    assert len(files) == 1
+
+    def no_embedding(texts: object) -> object:
+        raise AssertionError("the list should not be embedded again")
+
+    real_gloss = g.gloss_vectors
+    monkeypatch.setattr(g, "gloss_vectors", no_embedding)
+    second = g.WasteGuide(model, items, cache_vectors=True).neighbours()  # loaded from disk
+    assert second is not None and first.gloss is not None and second.gloss is not None
+    np.testing.assert_allclose(second.gloss, first.gloss, atol=1e-6)
+    # a damaged file is computed again and replaced
+    monkeypatch.setattr(g, "gloss_vectors", real_gloss)
+    files[0].write_bytes(b"not an npz file")
+    third = g.WasteGuide(model, items, cache_vectors=True).neighbours()
+    assert third is not None and third.gloss is not None
+    np.testing.assert_allclose(third.gloss, first.gloss, atol=1e-6)
+    with np.load(files[0]) as again:
+        assert again["gloss"].shape == (len(items), g.GLOSS_DIM)
 
 
 def test_heldout_accuracy_floor(items: dict[str, int]) -> None:
