@@ -47,7 +47,14 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from linli.waste.semantics import GLOSS_DIM, WORD_DIM, gloss_vectors, word_vectors
+from linli.waste.semantics import (
+    GLOSS_DIM,
+    WORD_DIM,
+    backward_max_match,
+    gloss_vectors,
+    word_vectors,
+)
+from linli.waste.voice import CATEGORY as CATEGORY_NAME
 
 CATEGORIES: tuple[str, ...] = ("recyclable", "hazardous", "kitchen", "residual", "bulky")
 CODE_BITS: dict[int, str] = {
@@ -76,14 +83,6 @@ CATEGORY_EN: dict[str, str] = {
     "kitchen": "kitchen (wet) waste",
     "residual": "residual (dry) waste",
     "bulky": "bulky waste",
-}
-# short names, for lists of similar items
-CATEGORY_SHORT: dict[str, dict[str, str]] = {
-    "recyclable": {"en": "recyclable", "zh": "可回收物"},
-    "hazardous": {"en": "hazardous", "zh": "有害垃圾"},
-    "kitchen": {"en": "kitchen", "zh": "湿垃圾"},
-    "residual": {"en": "residual", "zh": "干垃圾"},
-    "bulky": {"en": "bulky", "zh": "大件垃圾"},
 }
 BLURB: dict[str, dict[str, str]] = {
     "recyclable": {
@@ -385,15 +384,7 @@ class _Cilin:
 
     def segment(self, text: str) -> list[str]:
         """Backward maximum matching: the last segment is the head word."""
-        segments: list[str] = []
-        j = len(text)
-        while j > 0:
-            for i in range(max(0, j - self.MAX_WORD), j):
-                if i == j - 1 or text[i:j] in self.codes:
-                    segments.append(text[i:j])
-                    j = i
-                    break
-        return segments[::-1]
+        return backward_max_match(text, self.codes, self.MAX_WORD)
 
 
 @functools.lru_cache(maxsize=1)
@@ -1066,10 +1057,10 @@ class WasteGuide:
         if similar:
             cats = [primary_category(self.items[n]) for n in similar]
             shown_en = ", ".join(
-                f"{n} ({CATEGORY_SHORT[c]['en']})" for n, c in zip(similar, cats, strict=True)
+                f"{n} ({CATEGORY_NAME[c]['en']})" for n, c in zip(similar, cats, strict=True)
             )
             shown_zh = "、".join(
-                f"{n}（{CATEGORY_SHORT[c]['zh']}）" for n, c in zip(similar, cats, strict=True)
+                f"{n}（{CATEGORY_NAME[c]['zh']}）" for n, c in zip(similar, cats, strict=True)
             )
             en[0] += f" and the most similar listed items: {shown_en}."
             zh[0] += f"及最相似的清单物品判断：{shown_zh}。"

@@ -35,7 +35,7 @@ import json
 import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +57,21 @@ _SKIP_DEFINITION = (
     "(Tw)",
     "erhua",
 )
+
+
+def backward_max_match(text: str, known: Container[str], max_word: int) -> list[str]:
+    """Segment by backward maximum matching: from the end, the longest known word (at most
+    ``max_word`` characters) each time; characters no word covers stand alone. A Chinese
+    compound ends in its head, so the last segment is the head word."""
+    words: list[str] = []
+    j = len(text)
+    while j > 0:
+        for i in range(max(0, j - max_word), j):
+            if i == j - 1 or text[i:j] in known:
+                words.append(text[i:j])
+                j = i
+                break
+    return words[::-1]
 
 
 class SemanticsUnavailable(RuntimeError):
@@ -99,17 +114,8 @@ class Glossary:
         return cls(definitions)
 
     def segment(self, text: str) -> list[str]:
-        """Backward maximum matching on the headwords (a Chinese compound ends in its head);
-        characters no headword covers stand alone."""
-        words: list[str] = []
-        j = len(text)
-        while j > 0:
-            for i in range(max(0, j - _MAX_WORD), j):
-                if text[i:j] in self.definitions or i == j - 1:
-                    words.append(text[i:j])
-                    j = i
-                    break
-        return words[::-1]
+        """Backward maximum matching on the headwords."""
+        return backward_max_match(text, self.definitions, _MAX_WORD)
 
     def _word_gloss(self, word: str) -> str:
         defs = self.definitions.get(word)
@@ -300,16 +306,8 @@ class WordVectors:
         return int(self.vectors_.shape[1])
 
     def segment(self, text: str) -> list[str]:
-        """Backward maximum matching on the vocabulary; uncovered characters stand alone."""
-        words: list[str] = []
-        j = len(text)
-        while j > 0:
-            for i in range(max(0, j - self.MAX_WORD), j):
-                if text[i:j] in self.index or i == j - 1:
-                    words.append(text[i:j])
-                    j = i
-                    break
-        return words[::-1]
+        """Backward maximum matching on the vocabulary."""
+        return backward_max_match(text, self.index, self.MAX_WORD)
 
     def _unit(self, rows: list[int]) -> np.ndarray:
         if not rows:

@@ -11,6 +11,14 @@ import pytest
 from linli.waste import guidance as g
 from linli.waste import semantics as sem
 
+# 32 everyday names, 8 per bin
+SMALL_LIST = {
+    "苹果": 4, "香蕉": 4, "橘子": 4, "葡萄": 4, "牛肉": 4, "猪肉": 4, "鸡蛋": 4, "米饭": 4,
+    "报纸": 1, "纸箱": 1, "衬衫": 1, "裤子": 1, "铁锅": 1, "易拉罐": 1, "玻璃瓶": 1, "书本": 1,
+    "电池": 2, "药片": 2, "胶囊": 2, "油漆": 2, "灯管": 2, "温度计": 2, "农药": 2, "指甲油": 2,
+    "纸巾": 8, "烟头": 8, "陶瓷": 8, "尿布": 8, "灰尘": 8, "橡皮泥": 8, "创可贴": 8, "毛发": 8,
+}  # fmt: skip
+
 
 @pytest.fixture(scope="module")
 def embedder() -> sem.GlossEmbedder:
@@ -65,12 +73,7 @@ def test_embeddings_carry_meaning(embedder: sem.GlossEmbedder) -> None:
 
 
 def test_glosses_let_a_small_model_judge_names_it_shares_no_character_with() -> None:
-    train = {
-        "苹果": 4, "香蕉": 4, "橘子": 4, "葡萄": 4, "牛肉": 4, "猪肉": 4, "鸡蛋": 4, "米饭": 4,
-        "报纸": 1, "纸箱": 1, "衬衫": 1, "裤子": 1, "铁锅": 1, "易拉罐": 1, "玻璃瓶": 1, "书本": 1,
-        "电池": 2, "药片": 2, "胶囊": 2, "油漆": 2, "灯管": 2, "温度计": 2, "农药": 2, "指甲油": 2,
-        "纸巾": 8, "烟头": 8, "陶瓷": 8, "尿布": 8, "灰尘": 8, "橡皮泥": 8, "创可贴": 8, "毛发": 8,
-    }  # fmt: skip
+    train = dict(SMALL_LIST)
     unseen = {"榴莲": "kitchen", "海参": "kitchen", "羊排": "kitchen", "夹克": "recyclable",
               "盘尼西林": "hazardous"}  # fmt: skip
     for name in unseen:  # none of these shares a character with the training names
@@ -135,12 +138,7 @@ def test_word_vectors_segment_on_their_vocabulary_and_know_what_things_are(
 
 
 def test_word_vectors_let_a_small_model_judge_names_it_shares_no_character_with() -> None:
-    train = {
-        "苹果": 4, "香蕉": 4, "橘子": 4, "葡萄": 4, "牛肉": 4, "猪肉": 4, "鸡蛋": 4, "米饭": 4,
-        "报纸": 1, "纸箱": 1, "衬衫": 1, "裤子": 1, "铁锅": 1, "易拉罐": 1, "玻璃瓶": 1, "书本": 1,
-        "电池": 2, "药片": 2, "胶囊": 2, "油漆": 2, "灯管": 2, "温度计": 2, "农药": 2, "指甲油": 2,
-        "纸巾": 8, "烟头": 8, "陶瓷": 8, "尿布": 8, "灰尘": 8, "橡皮泥": 8, "创可贴": 8, "毛发": 8,
-    }  # fmt: skip
+    train = dict(SMALL_LIST)
     unseen = {"榴莲": "kitchen", "海参": "kitchen", "夹克": "recyclable", "荔枝": "kitchen"}
     for name in unseen:
         assert not set(name) & set("".join(train)), name
