@@ -268,7 +268,7 @@ class WordVectors:
 
     def __init__(self, index: dict[str, int], vectors: np.ndarray, cache_size: int = 50_000):
         self.index = index
-        self.vectors_ = vectors
+        self.matrix = vectors
         self.cache_size = cache_size
         self._cache: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
@@ -303,7 +303,7 @@ class WordVectors:
 
     @property
     def dim(self) -> int:
-        return int(self.vectors_.shape[1])
+        return int(self.matrix.shape[1])
 
     def segment(self, text: str) -> list[str]:
         """Backward maximum matching on the vocabulary."""
@@ -312,7 +312,7 @@ class WordVectors:
     def _unit(self, rows: list[int]) -> np.ndarray:
         if not rows:
             return np.zeros(self.dim, dtype=np.float32)
-        v = self.vectors_[rows].mean(axis=0)
+        v = self.matrix[rows].mean(axis=0)
         n = float(np.linalg.norm(v))
         return np.asarray(v / n if n else v, dtype=np.float32)
 
