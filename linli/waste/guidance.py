@@ -915,15 +915,10 @@ def _list_vectors(
         except (OSError, ValueError, KeyError):
             g_vec = w_vec = None  # damaged: compute again and overwrite
     if g_vec is None or w_vec is None:
-        g_vec = gloss_vectors(names).astype(np.float32)
-        w_vec = word_vectors(names).astype(np.float32)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-            np.savez(partial, gloss=g_vec, words=w_vec)
-            partial.replace(path)
-        except OSError:
-            pass
+        g_new = gloss_vectors(names).astype(np.float32)
+        w_new = word_vectors(names).astype(np.float32)
+        _write_to_cache(path, lambda p: np.savez(p, gloss=g_new, words=w_new))
+        g_vec, w_vec = g_new, w_new
     return (g_vec if gloss else None), (w_vec if words else None)
 
 
@@ -1136,14 +1131,20 @@ def _trained_for(items: Mapping[str, int], digest: str) -> LinearModel:
         except GuidanceDataError:
             pass  # damaged: train again and overwrite
     model = train_model(items, meta={"list_sha256": digest, "items": len(items)})
+    _write_to_cache(path, model.save)
+    return model
+
+
+def _write_to_cache(path: Path, write: Callable[[Path], None]) -> None:
+    """Write a cache file through a temporary name (readers never see half a file); a cache
+    that cannot be written is skipped, it only costs the work next time."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        model.save(partial)
+        partial = path.with_name(f".{os.getpid()}.{path.name}")
+        write(partial)
         partial.replace(path)
     except OSError:
         pass
-    return model
 
 
 _GUIDE_LOCK = threading.Lock()
