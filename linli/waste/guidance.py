@@ -869,12 +869,11 @@ class Neighbours:
         """Per text: category probabilities (model.classes order) and the nearest names'
         indices, most similar first."""
         s = self.similarity(texts)
-        k = min(KNN_K, s.shape[1])
-        top = np.argsort(-s, axis=1)[:, :k]
+        top = np.argsort(-s, axis=1)[:, :KNN_K]
+        weight = np.clip(np.take_along_axis(s, top, axis=1), 0.0, None)
         proba = np.full((len(texts), len(self.model.classes)), 1e-3)
-        for r in range(len(texts)):
-            for j in top[r]:
-                proba[r, self.labels[j]] += max(float(s[r, j]), 0.0)
+        rows = np.repeat(np.arange(len(texts)), top.shape[1])
+        np.add.at(proba, (rows, self.labels[top].ravel()), weight.ravel())
         return proba / proba.sum(axis=1, keepdims=True), [list(map(int, row)) for row in top]
 
 
