@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from linli.consultation.opinion import _silhouette
+from linli.consultation.opinion import silhouette
 
 SCHEDULES: tuple[int, ...] = (100, 300, 1000)  # updates the history is replayed in
 BASE_K = 100
@@ -284,7 +284,7 @@ class _Replay:
             prev_g = None if last is None else np.array([last.get(int(b), -1) for b in bids])
             g_labels = _kmeans(bpts, bw, k, prev_g, GROUP_ITERS)
             self.groups[k] = dict(zip(bids.tolist(), g_labels.tolist(), strict=True))
-            silhouettes[k] = _silhouette(bpts, g_labels)
+            silhouettes[k] = silhouette(bpts, g_labels)
         for k in [k for k in self.groups if k > max_k]:
             del self.groups[k]
         if not silhouettes:

@@ -468,7 +468,7 @@ def _lloyd(
     return labels, centres, inertia
 
 
-def _silhouette(points: np.ndarray, labels: np.ndarray) -> float:
+def silhouette(points: np.ndarray, labels: np.ndarray) -> float:
     """Mean silhouette, Euclidean (a member alone in its cluster counts 0, as in Pol.is and
     scikit-learn). Vectorised: the history replay (:mod:`linli.consultation.history`) calls it
     thousands of times, where ``sklearn.metrics.silhouette_score`` costs four times as much."""
@@ -535,7 +535,7 @@ def _group_clusters(
             continue
         clusterings[k] = (labels, centers)
         base_labels = ((base_centers[:, None, :] - centers[None]) ** 2).sum(axis=2).argmin(1)
-        silhouettes[k] = _silhouette(base_centers, base_labels)
+        silhouettes[k] = silhouette(base_centers, base_labels)
     if not clusterings:
         return np.zeros(n, dtype=np.int64), proj_in.mean(axis=0, keepdims=True), n_base, {}
     best = max(silhouettes.values())

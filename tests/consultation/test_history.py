@@ -11,7 +11,8 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 from typer.testing import CliRunner
 
 from linli.consultation.cli import app
-from linli.consultation.history import _batches, _clean_start, _kmeans, _silhouette, replay_k
+from linli.consultation.history import _batches, _clean_start, _kmeans, replay_k
+from linli.consultation.opinion import silhouette
 from linli.consultation.polis import load_polis_export
 
 CONVERSATIONS = (
@@ -50,11 +51,11 @@ def test_silhouette_is_polismaths() -> None:
     rng = np.random.default_rng(0)
     points = rng.normal(size=(30, 2))
     labels = np.array([0] * 10 + [1] * 12 + [2] * 8)
-    assert _silhouette(points, labels) == pytest.approx(silhouette_score(points, labels))
+    assert silhouette(points, labels) == pytest.approx(silhouette_score(points, labels))
     # a member alone in its cluster counts 0 (sklearn agrees), one cluster scores 0
     labels[0] = 5
-    assert _silhouette(points, labels) == pytest.approx(silhouette_score(points, labels))
-    assert _silhouette(points, np.zeros(30, dtype=int)) == 0.0
+    assert silhouette(points, labels) == pytest.approx(silhouette_score(points, labels))
+    assert silhouette(points, np.zeros(30, dtype=int)) == 0.0
 
 
 def test_votes_are_batched_by_second_and_merged_evenly() -> None:
